@@ -1,0 +1,302 @@
+"""The boundary between a test and student code.
+
+Tests never import student modules. They write
+
+    attention = student("week2.attention")
+    out = attention.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+and every call crosses this boundary, which
+
+- imports the module lazily from the chosen implementation root (so collection never
+  errors), turning a missing file, a syntax error or a missing name into one failed test
+  with a message a student understands (MISSING, SYNTAX ERROR, NOT STARTED, ERROR in ...);
+- arms the kata's forbidden-API guard for exactly the duration of the student's call, so
+  the oracle a test computes is never affected;
+- remembers each call ("Called softmax(x[4,7], dim=-1)") so that a failing check can say
+  which call produced the value it rejected;
+- wraps objects of student classes so that their methods cross the boundary too.
+
+This is also the seam for secure grading: a recorder can stand here and see every value
+that goes into and comes out of student code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import inspect
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from . import catalog, impl
+from .guard import ForbiddenAPIError, forbid
+
+# Exceptions a test expects from the next student call (set by `check.raises`).
+_expected: contextvars.ContextVar[tuple[type[BaseException], ...]] = contextvars.ContextVar(
+    "kata_expected_exceptions", default=()
+)
+
+# What each value returned by student code came from, for failure messages. Keys are ids;
+# the value is kept alive beside its description so an id is never reused mid-test.
+_calls: dict[int, tuple[object, str]] = {}
+
+
+def clear_call_log() -> None:
+    _calls.clear()
+
+
+def call_that_made(value: object) -> str | None:
+    entry = _calls.get(id(value))
+    return entry[1] if entry is not None and entry[0] is value else None
+
+
+@contextlib.contextmanager
+def expecting(*exceptions: type[BaseException]):
+    token = _expected.set(exceptions)
+    try:
+        yield
+    finally:
+        _expected.reset(token)
+
+
+def fail(message: str) -> None:
+    __tracebackhide__ = True
+    pytest.fail(message, pytrace=False)
+
+
+# --- describing calls --------------------------------------------------------------------
+
+
+def describe_value(value: object) -> str:
+    import numpy as np
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        shape = ",".join(map(str, value.shape))
+        dtype = "" if value.dtype == torch.float32 else f" {str(value.dtype).removeprefix('torch.')}"
+        return f"[{shape}]{dtype}"
+    if isinstance(value, np.ndarray):
+        return f"ndarray[{','.join(map(str, value.shape))}] {value.dtype}"
+    if isinstance(value, (list, tuple)) and len(value) > 6:
+        return f"<{type(value).__name__} of {len(value)}>"
+    if isinstance(value, str) and len(value) > 40:
+        return repr(value[:37] + "...")
+    if isinstance(value, StudentObject):
+        return f"<{type(value._kata_target).__name__}>"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_call(name: str, fn: Callable, args: tuple, kwargs: dict) -> str:
+    import torch.nn as nn
+
+    parts = []
+    try:
+        signature = inspect.signature(fn.forward if isinstance(fn, nn.Module) else fn)
+        bound = signature.bind(*args, **kwargs)
+        for pname, value in bound.arguments.items():
+            kind = signature.parameters[pname].kind
+            if pname == "self":
+                continue
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                parts.extend(describe_value(v) for v in value)
+                continue
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                parts.extend(f"{k}={describe_value(v)}" for k, v in value.items())
+                continue
+            shown = describe_value(value)
+            parts.append(f"{pname}{shown}" if shown.startswith("[") else f"{pname}={shown}")
+    except (TypeError, ValueError):
+        parts = [describe_value(a) for a in args] + [f"{k}={describe_value(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
+
+
+def _remember(result: object, description: str) -> None:
+    _calls[id(result)] = (result, description)
+    if isinstance(result, (tuple, list)) and len(result) <= 16:
+        for i, item in enumerate(result):
+            _calls[id(item)] = (item, f"{description}[{i}]")
+
+
+def _student_traceback(exc: BaseException, root: Path) -> str:
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__)
+        if Path(f.filename).resolve().is_relative_to(root)
+    ]
+    lines = [
+        f"  {Path(f.filename).resolve().relative_to(root)}:{f.lineno} in {f.name}\n    {f.line}"
+        for f in frames[-6:]
+    ]
+    return "\n".join(lines)
+
+
+# --- the proxies -------------------------------------------------------------------------
+
+
+def unwrap(value: Any) -> Any:
+    """The raw object behind a proxy (for libraries that need the real thing)."""
+    if isinstance(value, StudentObject):
+        return value._kata_target
+    if isinstance(value, StudentCallable):
+        return value._kata_target
+    return value
+
+
+def _unwrap_args(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    def one(v):
+        if isinstance(v, (StudentObject, StudentCallable)):
+            return unwrap(v)
+        if type(v) in (list, tuple) and any(isinstance(x, (StudentObject, StudentCallable)) for x in v):
+            return type(v)(unwrap(x) for x in v)
+        return v
+
+    return tuple(one(a) for a in args), {k: one(v) for k, v in kwargs.items()}
+
+
+class StudentCallable:
+    """A student function, class or bound method; calling it crosses the boundary."""
+
+    def __init__(self, target: Callable, name: str, module: "StudentModule"):
+        self._kata_target = target
+        self._kata_name = name
+        self._kata_module = module
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True
+        return self._kata_module._call(self._kata_name, self._kata_target, args, kwargs)
+
+    def __getattr__(self, attr):
+        return getattr(self._kata_target, attr)
+
+    def __repr__(self):
+        return f"<student {self._kata_name}>"
+
+
+class StudentObject:
+    """An instance of a student class: methods cross the boundary, data passes through."""
+
+    __slots__ = ("_kata_target", "_kata_module")
+
+    def __init__(self, target: object, module: "StudentModule"):
+        object.__setattr__(self, "_kata_target", target)
+        object.__setattr__(self, "_kata_module", module)
+
+    def __getattr__(self, attr):
+        value = getattr(self._kata_target, attr)
+        cls_name = type(self._kata_target).__name__
+        if inspect.ismethod(value) or (callable(value) and not isinstance(value, type) and hasattr(value, "__self__")):
+            return StudentCallable(value, f"{cls_name}.{attr}", self._kata_module)
+        return self._kata_module._wrap(value)
+
+    def __setattr__(self, attr, value):
+        setattr(self._kata_target, attr, unwrap(value))
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True
+        cls_name = type(self._kata_target).__name__
+        return self._kata_module._call(cls_name, self._kata_target, args, kwargs)
+
+    def __getitem__(self, key):
+        return self._kata_module._wrap(self._kata_target[key])
+
+    def __len__(self):
+        return len(self._kata_target)
+
+    def __iter__(self):
+        return (self._kata_module._wrap(v) for v in self._kata_target)
+
+    def __repr__(self):
+        return f"<student {type(self._kata_target).__name__}>"
+
+
+class StudentModule:
+    """Lazy handle on `weekN.kata` of an implementation root (the chosen one by default)."""
+
+    def __init__(self, dotted: str, implementation: impl.Implementation | None = None, role: str = "student"):
+        self._dotted = dotted
+        self._fixed_impl = implementation
+        self._role = role
+        self.kata = catalog.load(dotted.replace(".", "/"))
+
+    @property
+    def implementation(self) -> impl.Implementation:
+        return self._fixed_impl or impl.current()
+
+    def module(self):
+        __tracebackhide__ = True
+        try:
+            return self.implementation.import_module(self._dotted)
+        except impl.ImplementationError as exc:
+            fail(str(exc))
+
+    def __getattr__(self, name: str):
+        __tracebackhide__ = True
+        if name.startswith("__"):
+            raise AttributeError(name)
+        module = self.module()
+        if not hasattr(module, name):
+            kind = "CLASS" if name[:1].isupper() and not name.isupper() else "FUNCTION"
+            if name.isupper():
+                kind = "CONSTANT"
+            fail(f"MISSING {kind}: `{name}` not found in {self.implementation.display_path(self._dotted)}")
+        value = getattr(module, name)
+        if callable(value) and self._owns(value):
+            return StudentCallable(value, name, self)
+        return value
+
+    def _owns(self, value: object) -> bool:
+        module_name = getattr(value, "__module__", None)
+        return self.implementation.owns_module(module_name)
+
+    def _wrap(self, value: object) -> object:
+        if isinstance(value, (StudentObject, StudentCallable)):
+            return value
+        if self.implementation.owns_module(type(value).__module__):
+            return StudentObject(value, self)
+        return value
+
+    def _call(self, name: str, fn: Callable, args: tuple, kwargs: dict):
+        __tracebackhide__ = True
+        args, kwargs = _unwrap_args(args, kwargs)
+        description = describe_call(name, fn, args, kwargs)
+        where = self.implementation.display_path(self._dotted)
+        function = name.split(".")[0]
+        expected = _expected.get()
+        try:
+            with forbid(self.kata.forbidden_for(function)):
+                result = fn(*args, **kwargs)
+        except NotImplementedError:
+            problem = f"NOT STARTED: `{name}` in {where} still raises NotImplementedError."
+        except ForbiddenAPIError as exc:
+            problem = (f"FORBIDDEN: your `{name}` called `{exc.api}`, which is not allowed in "
+                       f"{self.kata.id}. Write it yourself from tensor operations.")
+        except SystemExit as exc:
+            problem = f"ERROR in your `{name}`: it called sys.exit({exc.code!r})."
+        except Exception as exc:
+            if expected and isinstance(exc, expected):
+                raise
+            trace = _student_traceback(exc, self.implementation.root)
+            want = f" (expected {' or '.join(e.__name__ for e in expected)})" if expected else ""
+            problem = f"ERROR in your `{name}`: {type(exc).__name__}: {exc}{want}" + (f"\n{trace}" if trace else "")
+        else:
+            result = self._wrap(result)
+            _remember(result, description)
+            return result
+        # Fail outside the except blocks, so the report does not chain the student's exception.
+        fail(f"{problem}\nCalled {description}")
+
+    def __repr__(self):
+        return f"<{self._role} {self._dotted} from {self.implementation.label}>"
+
+
+def student(dotted: str) -> StudentModule:
+    """The module under test, from the implementation chosen with --impl / $KATA_IMPL."""
+    return StudentModule(dotted)
+
+
+def reference(dotted: str) -> StudentModule:
+    """The model solution (hidden tests only: students do not have `reference/`)."""
+    return StudentModule(dotted, impl.reference(), role="reference")

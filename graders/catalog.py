@@ -1,0 +1,94 @@
+"""The course's katas and their data files (`katas/weekN/<kata>.toml`).
+
+A kata id is `weekN/<kata>`. Its toml holds what the tests and the CLI share: a title,
+progressive hints (`kata hint`), one hint per must-catch mistake (named by checks), and the
+APIs forbidden while the student's code runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from .impl import PROJECT_ROOT
+
+KATAS_DIR = PROJECT_ROOT / "katas"
+_TEST_FILE = re.compile(r"^test_(?P<kata>[a-z0-9_]+?)(?:_hidden)?\.py$")
+
+
+@dataclass(frozen=True)
+class Kata:
+    id: str  # "week2/attention"
+    title: str = ""
+    hints: tuple[str, ...] = ()
+    mistakes: dict[str, str] = field(default_factory=dict)
+    forbidden: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def week(self) -> str:
+        return self.id.split("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.id.split("/")[1]
+
+    @property
+    def module(self) -> str:
+        """Dotted module path inside an implementation root: `week2.attention`."""
+        return self.id.replace("/", ".")
+
+    def forbidden_for(self, function: str) -> tuple[str, ...]:
+        return tuple(self.forbidden.get("*", ())) + tuple(self.forbidden.get(function, ()))
+
+    def hint_for(self, mistake: str) -> str:
+        try:
+            return self.mistakes[mistake]
+        except KeyError:
+            raise KeyError(f"{self.id}: no mistake {mistake!r} in {self.id}.toml [mistakes]") from None
+
+
+def kata_id_for_test_file(path: str | Path) -> str | None:
+    """`katas/week2/test_attention_hidden.py` -> `week2/attention`."""
+    path = Path(path)
+    match = _TEST_FILE.match(path.name)
+    if not match or not path.parent.name.startswith("week"):
+        return None
+    return f"{path.parent.name}/{match['kata']}"
+
+
+@functools.cache
+def load(kata_id: str, katas_dir: Path = KATAS_DIR) -> Kata:
+    path = katas_dir / f"{kata_id}.toml"
+    if not path.is_file():
+        return Kata(kata_id)
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return Kata(
+        id=kata_id,
+        title=data.get("title", ""),
+        hints=tuple(data.get("hints", ())),
+        mistakes=dict(data.get("mistakes", {})),
+        forbidden={k: tuple(v) for k, v in data.get("forbidden", {}).items()},
+    )
+
+
+def all_katas(katas_dir: Path = KATAS_DIR) -> list[Kata]:
+    """Every kata that has a public test file, in course order."""
+    ids = set()
+    for test in katas_dir.glob("week*/test_*.py"):
+        kata_id = kata_id_for_test_file(test)
+        if kata_id:
+            ids.add(kata_id)
+    return [load(k, katas_dir) for k in sorted(ids, key=_course_order)]
+
+
+def _course_order(kata_id: str) -> tuple[int, str]:
+    week, name = kata_id.split("/")
+    return int(week.removeprefix("week") or 0), name

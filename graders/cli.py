@@ -1,0 +1,283 @@
+"""The `kata` command: list, check, hint, fixtures (and grading, in graders.grade).
+
+Everything here runs pytest — there is no second test runner — and shows the results
+with rich: a progress bar while tests run, then a table of points per kata, the first
+failure of the kata you are working on with its hint, and a total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import catalog, fixtures, impl
+from .plugin import kata_totals, status_of
+
+STATE_DIR = impl.PROJECT_ROOT / ".kata"
+STATUS_STYLE = {"passing": "green", "failing": "red", "not started": "dim", "no tests": "dim",
+                "changed": "yellow", "unknown": "dim"}
+
+
+# --- selecting katas and running their tests --------------------------------------------
+
+
+def select(target: str | None) -> list[catalog.Kata]:
+    """`None` (everything), `weekN`, or `weekN/kata`."""
+    katas = catalog.all_katas()
+    if not target:
+        return katas
+    target = target.strip("/")
+    chosen = [k for k in katas if k.id == target or k.week == target]
+    if not chosen:
+        known = ", ".join(sorted({k.week for k in katas}) | {k.id for k in katas})
+        raise SystemExit(f"kata: no kata or week called {target!r}. Known: {known}")
+    return chosen
+
+
+def test_files(katas: list[catalog.Kata], hidden: bool) -> list[str]:
+    files = []
+    for kata in katas:
+        week_dir = catalog.KATAS_DIR / kata.week
+        files.append(week_dir / f"test_{kata.name}.py")
+        if hidden:
+            files.append(week_dir / f"test_{kata.name}_hidden.py")
+    return [str(f) for f in files if f.is_file()]
+
+
+class _Progress:
+    """A pytest plugin that drives a rich progress bar."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task = progress.add_task("collecting", total=None)
+
+    def pytest_collection_finish(self, session):
+        self.progress.update(self.task, total=len(session.items), description="running")
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            name = report.nodeid.split("::")[-1]
+            self.progress.update(self.task, advance=1, description=f"{name[:40]:<40}")
+
+
+class _Results:
+    def pytest_sessionfinish(self, session):
+        self.results = session.config._kata_results
+
+
+def run_tests(files: list[str], implementation: str, hidden: bool, console: Console,
+              extra: list[str] | None = None) -> list[dict]:
+    results = _Results()
+    args = [*files, "--impl", implementation, "-p", "no:terminal", "-p", "no:cacheprovider",
+            "--rootdir", str(impl.PROJECT_ROOT), "-c", str(impl.PROJECT_ROOT / "pyproject.toml"), "-o", "addopts=--import-mode=importlib",
+            *(["--hidden"] if hidden else []), *(extra or [])]
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=not console.is_terminal) as progress:
+        code = pytest.main(args, plugins=[_Progress(progress), results])
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
+        raise SystemExit(f"kata: pytest could not run ({code.name})")
+    return getattr(results, "results", [])
+
+
+# --- remembering the last results (for `kata list`) ---------------------------------------
+
+
+def _source_digest(implementation: impl.Implementation, kata: catalog.Kata) -> str | None:
+    path = implementation.path_of(kata.module)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _state_file(implementation: impl.Implementation) -> Path:
+    digest = hashlib.sha1(str(implementation.root).encode()).hexdigest()[:12]
+    return STATE_DIR / f"results-{digest}.json"
+
+
+def save_results(implementation: impl.Implementation, katas: list[catalog.Kata], results: list[dict]) -> None:
+    path = _state_file(implementation)
+    state = json.loads(path.read_text()) if path.is_file() else {}
+    totals = kata_totals(results)
+    for kata in katas:
+        if kata.id in totals:
+            state[kata.id] = {**totals[kata.id], "source": _source_digest(implementation, kata)}
+    STATE_DIR.mkdir(exist_ok=True)
+    path.write_text(json.dumps(state, indent=1))
+
+
+def load_results(implementation: impl.Implementation) -> dict:
+    path = _state_file(implementation)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def points_table(katas: list[catalog.Kata], totals: dict, title: str) -> tuple[Table, float, float]:
+    table = Table(title=title, title_justify="left")
+    table.add_column("kata")
+    table.add_column("title")
+    table.add_column("points", justify="right")
+    table.add_column("tests", justify="right")
+    table.add_column("status")
+    earned = possible = 0.0
+    for kata in katas:
+        t = totals.get(kata.id)
+        if t is None:
+            table.add_row(kata.id, kata.title, "-", "-", "[dim]no tests ran[/]")
+            continue
+        status = t.get("status") or status_of(t)
+        earned += t["earned"]
+        possible += t["possible"]
+        table.add_row(kata.id, kata.title, f"{t['earned']:g} / {t['possible']:g}",
+                      f"{t['passed']}/{t['passed'] + t['failed']}",
+                      f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]")
+    return table, earned, possible
+
+
+def cmd_check(args, console: Console) -> int:
+    katas = select(args.target)
+    implementation = impl.resolve(args.impl)
+    hidden = bool(args.hidden)
+    results = run_tests(test_files(katas, hidden), str(implementation.root), hidden, console)
+    save_results(implementation, katas, results)
+    totals = kata_totals(results)
+    table, earned, possible = points_table(katas, totals, f"kata check — {implementation.label}")
+    console.print(table)
+    current = next((k for k in katas if k.id in totals and status_of(totals[k.id]) != "passing"), None)
+    if current is not None:
+        failure = next(r for r in results if r["kata"] == current.id and r["outcome"] in ("failed", "error"))
+        console.print(Panel(failure["message"].strip() or failure["outcome"], title=f"{current.id}: first failure",
+                            subtitle=failure["nodeid"].split("::")[-1], border_style="red", expand=False))
+        console.print(f"More help: [bold]kata hint {current.id}[/]")
+    complete = possible > 0 and earned == possible
+    console.print(f"[bold]Total: {earned:g} / {possible:g} points[/]" + (" — all passing" if complete else ""))
+    return 0 if complete else 1
+
+
+def cmd_list(args, console: Console) -> int:
+    implementation = impl.resolve(args.impl)
+    katas = select(args.target)
+    state = load_results(implementation)
+    possible = _points_available(katas)
+    table = Table(title=f"katas — {implementation.label}", title_justify="left")
+    for column in ("week", "kata", "title", "points", "status"):
+        table.add_column(column, justify="right" if column == "points" else "left")
+    for kata in katas:
+        saved = state.get(kata.id)
+        if saved is None:
+            status, points = "unknown", f"- / {possible.get(kata.id, 0):g}"
+        elif saved.get("source") != _source_digest(implementation, kata):
+            status, points = "changed", f"{saved['earned']:g}? / {possible.get(kata.id, 0):g}"
+        else:
+            status, points = status_of(saved), f"{saved['earned']:g} / {possible.get(kata.id, 0):g}"
+        table.add_row(kata.week, kata.name, kata.title, points, f"[{STATUS_STYLE[status]}]{status}[/]")
+    console.print(table)
+    console.print("[dim]status is from your last `kata check`; 'changed' means the file was edited since.[/]")
+    return 0
+
+
+def _points_available(katas: list[catalog.Kata]) -> dict[str, float]:
+    class Collect:
+        def pytest_collection_finish(self, session):
+            from .plugin import points_of
+
+            self.points = {}
+            for item in session.items:
+                kata_id = catalog.kata_id_for_test_file(item.path)
+                self.points[kata_id] = self.points.get(kata_id, 0.0) + (points_of(item) or 0.0)
+
+    collect = Collect()
+    pytest.main([*test_files(katas, False), "--collect-only", "-p", "no:terminal", "-p", "no:cacheprovider",
+                 "--rootdir", str(impl.PROJECT_ROOT), "-c", str(impl.PROJECT_ROOT / "pyproject.toml"), "-o", "addopts=--import-mode=importlib"],
+                plugins=[collect])
+    return getattr(collect, "points", {})
+
+
+def cmd_hint(args, console: Console) -> int:
+    kata = select(args.kata)
+    if len(kata) != 1:
+        raise SystemExit("kata hint: name one kata, e.g. `kata hint week2/attention`")
+    kata = kata[0]
+    if not kata.hints:
+        console.print(f"{kata.id} has no hints yet.")
+        return 0
+    state_path = STATE_DIR / "hints.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    shown = len(kata.hints) if args.all else min(state.get(kata.id, 0) + 1, len(kata.hints))
+    if args.reset:
+        shown = 0
+    state[kata.id] = shown
+    STATE_DIR.mkdir(exist_ok=True)
+    state_path.write_text(json.dumps(state, indent=1))
+    for i, text in enumerate(kata.hints[:shown], 1):
+        console.print(Panel(text, title=f"{kata.id} — hint {i} of {len(kata.hints)}", expand=False))
+    if shown < len(kata.hints):
+        console.print(f"[dim]Run `kata hint {kata.id}` again for the next hint ({len(kata.hints) - shown} left).[/]")
+    return 0
+
+
+def cmd_fixtures(args, console: Console) -> int:
+    if args.regenerate:
+        written = fixtures.regenerate(args.katas or None)
+        for kata_id, digest in written.items():
+            console.print(f"wrote fixtures/{kata_id}.safetensors  sha256 {digest[:16]}…")
+        if args.katas and not written:
+            raise SystemExit(f"kata fixtures: no recipe for {args.katas}")
+        return 0
+    problems = fixtures.check()
+    for problem in problems:
+        console.print(f"[red]✗[/] {problem}")
+    if not problems:
+        console.print(f"[green]✓[/] {len(fixtures.read_manifest())} fixture files match fixtures/manifest.json")
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kata", description="llm-katas: check your katas, get hints, grade.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_impl(p):
+        p.add_argument("--impl", default=None, help="katas (default), reference, or a submission directory")
+        return p
+
+    p = with_impl(sub.add_parser("check", help="run the tests and show points per kata"))
+    p.add_argument("target", nargs="?", help="weekN or weekN/kata (default: everything)")
+    p.add_argument("--hidden", action="store_true", help="include hidden tests (instructors)")
+    p.set_defaults(func=cmd_check)
+
+    p = with_impl(sub.add_parser("list", help="weeks and katas, points available, last known status"))
+    p.add_argument("target", nargs="?", help="weekN or weekN/kata")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("hint", help="show the next hint for a kata")
+    p.add_argument("kata", help="weekN/kata")
+    p.add_argument("--all", action="store_true", help="show every hint")
+    p.add_argument("--reset", action="store_true", help="forget which hints were shown")
+    p.set_defaults(func=cmd_hint)
+
+    p = sub.add_parser("fixtures", help="regenerate or verify the golden fixtures")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--regenerate", action="store_true", help="rebuild from the reference")
+    group.add_argument("--check", action="store_true", help="verify files against the manifest")
+    p.add_argument("katas", nargs="*", help="weekN/kata ids (default: all)")
+    p.set_defaults(func=cmd_fixtures)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(highlight=False)
+    return args.func(args, console)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

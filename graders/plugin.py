@@ -1,0 +1,238 @@
+"""The pytest plugin every kata test runs under (loaded by the root `conftest.py`).
+
+- `--impl {katas,reference,PATH}` (or $KATA_IMPL) picks the implementation under test;
+  the header shows which one was resolved.
+- Markers: `points(n)`, `hidden`, `gpu`, `throughput`, plus pytest-timeout's `timeout`.
+- Hidden tests run only with `--hidden` (the grader) or `--impl reference` (the course's
+  own check); a student's copy of the course does not even contain them.
+- Hypothesis profiles `dev`, `ci` and `grading`, all derandomized: a test that fails, fails
+  every time. `--hypothesis-profile` or $KATA_HYPOTHESIS_PROFILE choose; default `dev`
+  (`ci` when $CI is set).
+- Points: every result carries its kata and points as user properties (so junit XML and
+  xdist see them); the terminal summary adds the points table; `--kata-report FILE`
+  writes every result as JSON for the CLI and the grader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from . import boundary, catalog, impl
+
+PROFILES = {
+    "dev": settings(max_examples=15),
+    "ci": settings(max_examples=40),
+    "grading": settings(max_examples=40, phases=[Phase.explicit, Phase.reuse, Phase.generate]),
+}
+for _name, _profile in PROFILES.items():
+    settings.register_profile(
+        _name, _profile, derandomize=True, database=None, deadline=None, print_blob=False,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
+    )
+
+_current_item: pytest.Item | None = None
+
+
+def current_kata() -> catalog.Kata | None:
+    if _current_item is None:
+        return None
+    kata_id = catalog.kata_id_for_test_file(_current_item.path)
+    return catalog.load(kata_id) if kata_id else None
+
+
+def points_of(item: pytest.Item) -> float | None:
+    marker = item.get_closest_marker("points")
+    if marker is None:
+        return None
+    value = marker.args[0] if marker.args else marker.kwargs.get("n")
+    return float(value)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kata", "llm-katas")
+    group.addoption("--impl", default=None, metavar="katas|reference|PATH",
+                    help="implementation under test: the stubs (katas, default), the model solutions "
+                         "(reference), or a submission directory laid out like katas/ [env: KATA_IMPL]")
+    group.addoption("--hidden", action="store_true", default=None,
+                    help="also run the instructors' hidden tests (default with --impl reference)")
+    group.addoption("--kata-report", default=None, metavar="FILE",
+                    help="write every test result, with kata and points, to FILE as JSON")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in (
+        "points(n): points this graded test is worth",
+        "hidden: instructor-only test (fresh inputs, expected values from the reference)",
+        "gpu: needs a CUDA GPU; skipped cleanly without one",
+        "throughput: timing check (a ratio against a baseline measured in the same run)",
+        "mutation: project self-check that runs kata tests against mutants (slow stage)",
+    ):
+        config.addinivalue_line("markers", line)
+    label = config.getoption("impl") or os.environ.get(impl.ENV_VAR) or "katas"
+    implementation = impl.resolve(label)
+    if not implementation.root.is_dir():
+        raise pytest.UsageError(f"--impl {label}: {implementation.root} is not a directory")
+    impl.set_current(implementation)
+    os.environ[impl.ENV_VAR] = str(implementation.root)  # subprocesses and xdist workers agree
+    if config.getoption("hidden") is None:
+        config.option.hidden = implementation.label == "reference" or os.environ.get("KATA_HIDDEN") == "1"
+    if getattr(config.option, "hypothesis_profile", None) is None:
+        default = "ci" if os.environ.get("CI") else "dev"
+        settings.load_profile(os.environ.get("KATA_HYPOTHESIS_PROFILE", default))
+    config._kata_results = []
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    current = impl.current()
+    hidden = "with hidden tests" if config.option.hidden else "public tests only"
+    return [f"kata implementation: {current.label} ({current.root}); {hidden}; "
+            f"hypothesis profile: {settings._current_profile}"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if not config.option.hidden:
+        hidden = [i for i in items if i.get_closest_marker("hidden")]
+        if hidden:
+            config.hook.pytest_deselected(items=hidden)
+            items[:] = [i for i in items if not i.get_closest_marker("hidden")]
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU; none is available on this machine")
+        for item in items:
+            if item.get_closest_marker("gpu"):
+                item.add_marker(skip)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _current_item
+    _current_item = item
+    boundary.clear_call_log()
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    global _current_item
+    _current_item = None
+    boundary.clear_call_log()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    report = yield
+    if call.when == "setup":
+        kata_id = catalog.kata_id_for_test_file(item.path)
+        report.user_properties.extend([
+            ("kata", kata_id or ""),
+            ("points", points_of(item)),
+            ("hidden", item.get_closest_marker("hidden") is not None),
+        ])
+        item.user_properties[:] = report.user_properties
+    return report
+
+
+def _message(report: pytest.TestReport) -> str:
+    if report.passed:
+        return ""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return report.longrepr[2]
+    if hasattr(report.longrepr, "reprcrash") and report.longrepr.reprcrash is not None:
+        # pytest.fail(pytrace=False) leaves the whole message as the crash message
+        text = str(report.longrepr)
+        return text if len(text) < 4000 else text[:4000] + "\n..."
+    return str(report.longrepr)[:4000]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """One result per test: the call's outcome, or the setup's when setup did not pass."""
+    properties = dict(report.user_properties)
+    if _config is None or "kata" not in properties:
+        return
+    results = _config._kata_results
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        results.append({
+            "nodeid": report.nodeid,
+            "kata": properties["kata"],
+            "points": properties.get("points"),
+            "hidden": properties.get("hidden", False),
+            "outcome": "error" if report.when == "setup" and report.failed else report.outcome,
+            "message": _message(report),
+            "duration": round(report.duration, 4),
+        })
+    elif report.when == "teardown" and report.failed:
+        for result in results:
+            if result["nodeid"] == report.nodeid:
+                result["outcome"], result["message"] = "error", _message(report)
+
+
+_config: pytest.Config | None = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global _config
+    _config = session.config
+    session.config._kata_started = time.time()
+
+
+def kata_totals(results: list[dict]) -> dict[str, dict]:
+    """Per kata: points earned and possible, and counts of test outcomes."""
+    totals: dict[str, dict] = {}
+    for r in results:
+        if not r["kata"]:
+            continue
+        t = totals.setdefault(r["kata"], {"earned": 0.0, "possible": 0.0, "passed": 0, "failed": 0,
+                                           "skipped": 0, "not_started": 0})
+        points = r["points"] or 0.0
+        if r["outcome"] == "skipped":
+            t["skipped"] += 1
+            continue
+        t["possible"] += points
+        if r["outcome"] == "passed":
+            t["earned"] += points
+            t["passed"] += 1
+        else:
+            t["failed"] += 1
+            if "NOT STARTED" in (r["message"] or ""):
+                t["not_started"] += 1
+    return totals
+
+
+def status_of(t: dict) -> str:
+    if t["failed"] == 0 and t["passed"] > 0:
+        return "passing"
+    if t["passed"] == 0 and t["not_started"] > 0:
+        return "not started"
+    if t["passed"] == 0 and t["failed"] == 0:
+        return "no tests"
+    return "failing"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    totals = kata_totals(config._kata_results)
+    if not totals:
+        return
+    tr = terminalreporter
+    tr.section("kata points")
+    for kata_id, t in totals.items():
+        tr.write_line(f"{kata_id:<28} {t['earned']:>6g} / {t['possible']:<6g} {status_of(t)}")
+    earned = sum(t["earned"] for t in totals.values())
+    possible = sum(t["possible"] for t in totals.values())
+    tr.write_line(f"{'total':<28} {earned:>6g} / {possible:<6g}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    config = session.config
+    path = config.getoption("kata_report")
+    if path and not hasattr(config, "workerinput"):
+        Path(path).write_text(json.dumps({
+            "implementation": str(impl.current().root),
+            "hidden": bool(config.option.hidden),
+            "results": config._kata_results,
+        }, indent=1))

@@ -1,0 +1,138 @@
+"""The course's own checks: run kata tests against many implementations, fast.
+
+Used by the project's tests (and by anyone adding a kata) to prove three things:
+
+- the stubs earn no graded test (every graded test fails, none errors);
+- every mutant — the reference with one must-catch mistake, described as text replacements
+  in `tests/mutants/weekN/<kata>.toml` — fails at least one test carrying that mistake's hint;
+- every correct alternative in `tests/alternatives/weekN/<kata>/` passes everything.
+
+Each job is a pytest session over a kata's test files with `--impl` set to a throwaway root.
+Sessions run one after another inside a few worker processes (torch is imported once per
+worker, not once per job): kata test modules only hold lazy handles to student code, so a
+module imported by one session is correct for the next one, whatever its root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import catalog, impl
+
+TESTS_DIR = impl.PROJECT_ROOT / "tests"
+MUTANTS_DIR = TESTS_DIR / "mutants"
+ALTERNATIVES_DIR = TESTS_DIR / "alternatives"
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class Mutant:
+    kata: str  # "week2/attention"
+    mistake: str
+    replacements: tuple[tuple[str, str], ...]
+    index: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.kata}:{self.mistake}:{self.index}"
+
+
+def mutants(kata_filter: str | None = None) -> list[Mutant]:
+    found = []
+    for spec in sorted(MUTANTS_DIR.glob("week*/*.toml")):
+        kata = f"{spec.parent.name}/{spec.stem}"
+        if kata_filter and kata != kata_filter:
+            continue
+        data = tomllib.loads(spec.read_text(encoding="utf-8"))
+        for i, m in enumerate(data.get("mutant", [])):
+            found.append(Mutant(kata, m["mistake"], tuple(tuple(r) for r in m["replace"]), i))
+    return found
+
+
+def alternatives(kata_filter: str | None = None) -> list[tuple[str, Path]]:
+    found = []
+    for path in sorted(ALTERNATIVES_DIR.glob("week*/*/*.py")):
+        kata = f"{path.parent.parent.name}/{path.parent.name}"
+        if not kata_filter or kata == kata_filter:
+            found.append((kata, path))
+    return found
+
+
+def test_files(kata: str) -> list[str]:
+    week, name = kata.split("/")
+    files = [catalog.KATAS_DIR / week / f"test_{name}.py", catalog.KATAS_DIR / week / f"test_{name}_hidden.py"]
+    return [str(f) for f in files if f.is_file()]
+
+
+def mutate(source: str, replacements: tuple[tuple[str, str], ...], label: str) -> str:
+    for old, new in replacements:
+        count = source.count(old)
+        if count != 1:
+            raise ValueError(f"{label}: the text to replace occurs {count} times in the reference, not once: {old!r}")
+        source = source.replace(old, new)
+    return source
+
+
+def make_root(base: Path, kata: str, source: str) -> Path:
+    """A full copy of the reference tree with `kata`'s module replaced by `source`."""
+    root = base
+    shutil.copytree(impl.NAMED_ROOTS["reference"], root, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / f"{kata}.py").write_text(source, encoding="utf-8")
+    return root
+
+
+# --- running sessions --------------------------------------------------------------------
+
+
+def _run_jobs_here(jobs: list[dict]) -> None:
+    """Worker side: one pytest session per job, output swallowed, results to job['report']."""
+    import pytest
+
+    for job in jobs:
+        args = [*job["tests"], "--impl", job["impl"], "--hidden", "--kata-report", job["report"],
+                "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=--import-mode=importlib",
+                "--rootdir", str(impl.PROJECT_ROOT)]
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            pytest.main(args)
+
+
+def run(jobs: list[dict], workers: int | None = None) -> dict[str, dict]:
+    """Run jobs ({id, tests, impl}) in worker processes; returns {id: report}."""
+    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    with tempfile.TemporaryDirectory(prefix="kata-selfcheck-") as tmp:
+        for i, job in enumerate(jobs):
+            job["report"] = str(Path(tmp) / f"report-{i}.json")
+        chunks = [jobs[i::workers] for i in range(workers)]
+
+        def work(chunk):
+            spec = Path(tmp) / f"chunk-{id(chunk)}.json"
+            spec.write_text(json.dumps(chunk))
+            subprocess.run([sys.executable, "-m", "graders.selfcheck", str(spec)], cwd=impl.PROJECT_ROOT,
+                           env={**os.environ, "KATA_HYPOTHESIS_PROFILE": "dev"}, check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, chunks))
+        reports = {}
+        for job in jobs:
+            path = Path(job["report"])
+            reports[job["id"]] = json.loads(path.read_text()) if path.is_file() else None
+        return reports
+
+
+if __name__ == "__main__":
+    _run_jobs_here(json.loads(Path(sys.argv[1]).read_text()))

@@ -1,0 +1,75 @@
+"""Throughput checks: ratios against a baseline timed in the same run, never seconds.
+
+Machines are noisy and students' laptops differ by 10x, so a kata never asserts an absolute
+time. Instead the candidate and a baseline run interleaved in the same process (A, B, A,
+B, ...) after a warm-up, each sample timed with `torch.utils.benchmark.Timer` (which
+synchronises CUDA around GPU work), and the medians are compared. Interleaving means a
+burst of load from elsewhere hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.utils.benchmark as benchmark
+
+from .check import _fail
+
+
+@dataclass(frozen=True)
+class Timing:
+    candidate: float  # median seconds per call
+    baseline: float
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster the candidate is than the baseline."""
+        return self.baseline / self.candidate
+
+
+def _sampler(fn: Callable[[], object]) -> benchmark.Timer:
+    return benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+
+
+def measure(candidate: Callable[[], object], baseline: Callable[[], object], *,
+            warmup: int = 2, rounds: int = 7, number: int = 1) -> Timing:
+    """Median time per call of each, sampled alternately after `warmup` calls of each."""
+    timers = _sampler(candidate), _sampler(baseline)
+    for _ in range(warmup):
+        candidate()
+        baseline()
+    samples: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for timer, out in zip(timers, samples):
+            out.append(timer.timeit(number).median)
+    return Timing(statistics.median(samples[0]), statistics.median(samples[1]))
+
+
+def assert_speedup(candidate: Callable[[], object], baseline: Callable[[], object], *,
+                   at_least: float, what: str = "candidate", hint: str | None = None,
+                   **options) -> Timing:
+    """The candidate must be at least `at_least` times faster than the baseline."""
+    __tracebackhide__ = True
+    timing = measure(candidate, baseline, **options)
+    if timing.speedup < at_least:
+        _fail(f"{what} is {timing.speedup:.2f}x as fast as its baseline; it should be at least {at_least:g}x "
+              f"(medians: {timing.candidate * 1e3:.2f} ms vs {timing.baseline * 1e3:.2f} ms, same run)",
+              None, hint)
+    return timing
+
+
+def assert_within(candidate: Callable[[], object], baseline: Callable[[], object], *,
+                  factor: float, what: str = "your implementation", hint: str | None = None,
+                  **options) -> Timing:
+    """The candidate may be at most `factor` times slower than the baseline."""
+    __tracebackhide__ = True
+    timing = measure(candidate, baseline, **options)
+    slowdown = timing.candidate / timing.baseline
+    if slowdown > factor:
+        _fail(f"{what} is {slowdown:.1f}x slower than its baseline; the limit is {factor:g}x "
+              f"(medians: {timing.candidate * 1e3:.2f} ms vs {timing.baseline * 1e3:.2f} ms, same run)",
+              None, hint)
+    return timing

@@ -1,0 +1,300 @@
+"""Public tests for week2/attention: oracles are torch's own attention and softmax."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, strategies as st
+
+from graders import check, fixtures, student
+
+attention = student("week2.attention")
+
+
+def randn(*shape, seed=0, dtype=torch.float32, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+
+def bottom_right(q_len, k_len):
+    """The causal mask, built independently: the last q_len rows of the k_len x k_len triangle."""
+    return torch.ones(k_len, k_len, dtype=torch.bool).tril()[k_len - q_len:]
+
+
+@st.composite
+def attention_shapes(draw, causal_ok=False):
+    batch = draw(st.lists(st.integers(1, 3), max_size=2))
+    lk = draw(st.integers(1, 9))
+    lq = draw(st.integers(1, lk)) if causal_ok else draw(st.integers(1, 9))
+    d, dv = draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    seed = draw(st.integers(0, 2**16))
+    return tuple(batch), lq, lk, d, dv, seed
+
+
+def qkv(batch, lq, lk, d, dv, seed, dtype=torch.float32, scale=1.0):
+    return (randn(*batch, lq, d, seed=seed, dtype=dtype, scale=scale),
+            randn(*batch, lk, d, seed=seed + 1, dtype=dtype, scale=scale),
+            randn(*batch, lk, dv, seed=seed + 2, dtype=dtype))
+
+
+# --- softmax -----------------------------------------------------------------------------
+
+
+@pytest.mark.points(2)
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=4), data=st.data())
+def test_softmax_matches_torch_on_every_axis(shape, data):
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1), label="dim")
+    x = randn(*shape, seed=data.draw(st.integers(0, 2**16), label="seed"), scale=3.0)
+    check.close(attention.softmax(x, dim=dim), torch.softmax(x, dim=dim), hint="wrong_axis")
+
+
+@pytest.mark.points(1)
+def test_softmax_default_axis_is_last():
+    x = randn(3, 4, 5, seed=1)
+    check.close(attention.softmax(x), torch.softmax(x, dim=-1), hint="wrong_axis")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("magnitude", [1e2, 1e4])
+def test_softmax_is_stable_for_large_inputs(magnitude):
+    x = randn(4, 6, seed=2) * magnitude
+    out = attention.softmax(x, dim=-1)
+    check.that(bool(torch.isfinite(out).all()), f"softmax of values around ±{magnitude:g} contains inf or nan",
+               hint="overflow", about=out)
+    check.close(out, torch.softmax(x, dim=-1), hint="overflow")
+
+
+@pytest.mark.points(1)
+def test_softmax_gives_zero_weight_to_minus_inf():
+    x = randn(3, 5, seed=3)
+    x[:, 1] = float("-inf")
+    x[0, 3] = float("-inf")
+    check.close(attention.softmax(x, dim=-1), torch.softmax(x, dim=-1))
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_softmax_keeps_dtype(dtype):
+    x = randn(2, 7, seed=4, dtype=dtype)
+    check.close(attention.softmax(x, dim=-1), torch.softmax(x, dim=-1))
+
+
+# --- causal_mask -------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_causal_mask_square(n):
+    check.equal(attention.causal_mask(n), torch.ones(n, n, dtype=torch.bool).tril(), hint="causal_diagonal")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("q_len,k_len", [(1, 6), (2, 4), (3, 7), (4, 4)])
+def test_causal_mask_with_cache_offset(q_len, k_len):
+    check.equal(attention.causal_mask(q_len, k_len), bottom_right(q_len, k_len), hint="cache_offset")
+
+
+# --- scaled_dot_product_attention --------------------------------------------------------
+
+
+@pytest.mark.points(3)
+@given(shapes=attention_shapes())
+def test_sdpa_matches_torch(shapes):
+    q, k, v = qkv(*shapes)
+    check.close(attention.scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v),
+                hint="missing_scale")
+
+
+@pytest.mark.points(1)
+def test_sdpa_scales_by_query_width_not_value_width():
+    q, k, v = qkv((2,), 5, 6, 16, 3, seed=5, scale=2.0)
+    check.close(attention.scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v),
+                hint="missing_scale")
+
+
+@pytest.mark.points(1)
+def test_sdpa_weights_each_query_over_keys():
+    # One query, keys that differ: the output must be a convex combination of the values
+    # under a softmax over the keys, not over the queries.
+    q, k, v = qkv((1,), 4, 3, 8, 2, seed=6, scale=2.0)
+    check.close(attention.scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v),
+                hint="wrong_axis")
+
+
+@pytest.mark.points(2)
+@given(shapes=attention_shapes(), data=st.data())
+def test_sdpa_boolean_mask(shapes, data):
+    batch, lq, lk, d, dv, seed = shapes
+    q, k, v = qkv(*shapes)
+    g = torch.Generator().manual_seed(seed + 3)
+    mask = torch.rand(*batch, lq, lk, generator=g) < 0.6
+    mask[..., 0] = True  # every query keeps at least one key
+    if data.draw(st.booleans(), label="broadcast mask"):
+        mask = mask[..., :1, :, :] if len(batch) else mask  # a mask broadcast over a batch dim
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    check.close(attention.scaled_dot_product_attention(q, k, v, mask=mask), expected, hint="mask_polarity")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("n", [1, 4, 7])
+def test_sdpa_causal_square(n):
+    q, k, v = qkv((2, 3), n, n, 8, 4, seed=7)
+    check.close(attention.scaled_dot_product_attention(q, k, v, is_causal=True),
+                F.scaled_dot_product_attention(q, k, v, is_causal=True), hint="causal_diagonal")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("q_len,k_len", [(1, 5), (3, 8), (2, 3)])
+def test_sdpa_causal_with_cache_offset(q_len, k_len):
+    # torch's is_causal aligns top-left when Lq != Lk, so the oracle gets the mask explicitly.
+    q, k, v = qkv((2,), q_len, k_len, 8, 4, seed=8)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=bottom_right(q_len, k_len))
+    check.close(attention.scaled_dot_product_attention(q, k, v, is_causal=True), expected, hint="cache_offset")
+
+
+@pytest.mark.points(1)
+def test_sdpa_mask_and_causal_combine():
+    q, k, v = qkv((2,), 5, 5, 8, 4, seed=9)
+    padding = torch.tensor([True, True, True, False, True]).expand(5, 5)
+    allowed = bottom_right(5, 5) & padding
+    allowed[3, 0] = True  # row 3 only had position 3, which the padding removes
+    mask = padding.clone()
+    mask[3, 0] = True
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    check.close(attention.scaled_dot_product_attention(q, k, v, mask=mask, is_causal=True), expected,
+                hint="mask_polarity")
+
+
+@pytest.mark.points(1)
+def test_sdpa_is_stable_for_large_logits():
+    q, k, v = qkv((2,), 4, 6, 8, 4, seed=10, scale=60.0)  # logits of order 1e3-1e4
+    expected = F.scaled_dot_product_attention(q.double(), k.double(), v.double()).float()
+    out = attention.scaled_dot_product_attention(q, k, v)
+    check.that(bool(torch.isfinite(out).all()), "attention with large logits returned inf or nan",
+               hint="overflow", about=out)
+    check.close(out, expected, hint="overflow")
+
+
+@pytest.mark.points(1)
+def test_sdpa_keeps_dtype():
+    q, k, v = qkv((2,), 3, 4, 8, 4, seed=11, dtype=torch.float64)
+    check.close(attention.scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
+
+
+@pytest.mark.points(1)
+def test_sdpa_gradients_match_torch():
+    q, k, v = (t.requires_grad_() for t in qkv((2,), 3, 5, 4, 3, seed=12, dtype=torch.float64))
+    out = attention.scaled_dot_product_attention(q, k, v, is_causal=True)
+    grads = torch.autograd.grad(out.sum(), (q, k, v))
+    q2, k2, v2 = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    expected = torch.autograd.grad(
+        F.scaled_dot_product_attention(q2, k2, v2, attn_mask=bottom_right(3, 5)).sum(), (q2, k2, v2))
+    for name, got, want in zip("qkv", grads, expected):
+        check.close(got, want, what=f"d(sum of output)/d{name}")
+
+
+# --- attention_numpy ---------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+def test_attention_numpy_matches_golden_fixture():
+    data = fixtures.load("week2/attention")
+    q, k, v, mask = (data[f"np_{n}"].numpy() for n in ("q", "k", "v", "mask"))
+    check.close(attention.attention_numpy(q, k, v), data["np_out"].numpy())
+    check.close(attention.attention_numpy(q, k, v, mask), data["np_out_masked"].numpy(), hint="mask_polarity")
+
+
+@pytest.mark.points(1)
+def test_attention_numpy_keeps_float32():
+    q, k, v = (t.numpy() for t in qkv((2,), 3, 4, 8, 5, seed=13))
+    out = attention.attention_numpy(q, k, v)
+    check.that(isinstance(out, np.ndarray) and out.dtype == np.float32,
+               f"float32 inputs must give a float32 array, got {getattr(out, 'dtype', type(out).__name__)}",
+               hint="numpy_dtype", about=out)
+
+
+@pytest.mark.points(1)
+def test_attention_numpy_matches_torch():
+    q, k, v = qkv((2, 2), 4, 6, 8, 3, seed=14, dtype=torch.float64)
+    mask = bottom_right(4, 6).numpy()
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=torch.from_numpy(mask)).numpy()
+    check.close(attention.attention_numpy(q.numpy(), k.numpy(), v.numpy(), mask), expected, hint="cache_offset")
+
+
+# --- MultiHeadSelfAttention --------------------------------------------------------------
+
+
+def oracle_mha(d_model, n_heads, bias, seed):
+    torch.manual_seed(seed)
+    return torch.nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True).eval()
+
+
+def student_mha(oracle, d_model, n_heads, causal, bias):
+    mha = attention.MultiHeadSelfAttention(d_model, n_heads, causal=causal, bias=bias)
+    check.equal(list(mha.w_qkv.weight.shape), [3 * d_model, d_model], what="w_qkv.weight shape")
+    check.equal(list(mha.w_o.weight.shape), [d_model, d_model], what="w_o.weight shape")
+    with torch.no_grad():
+        mha.w_qkv.weight.copy_(oracle.in_proj_weight)
+        mha.w_o.weight.copy_(oracle.out_proj.weight)
+        if bias:
+            mha.w_qkv.bias.copy_(oracle.in_proj_bias)
+            mha.w_o.bias.copy_(oracle.out_proj.bias)
+    return mha
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+def test_mha_matches_torch_multihead_attention(causal, bias):
+    d_model, n_heads, T = 16, 4, 6
+    oracle = oracle_mha(d_model, n_heads, bias, seed=15)
+    mha = student_mha(oracle, d_model, n_heads, causal, bias)
+    x = randn(2, T, d_model, seed=16)
+    # nn.MultiheadAttention's boolean attn_mask means True = *blocked*: the opposite convention.
+    blocked = ~torch.ones(T, T, dtype=torch.bool).tril() if causal else None
+    with torch.no_grad():
+        expected, _ = oracle(x, x, x, attn_mask=blocked, need_weights=False)
+        out = mha(x)
+    check.close(out, expected, hint="head_order")
+
+
+@pytest.mark.points(2)
+def test_mha_padding_mask_combines_with_causal():
+    d_model, n_heads, T = 12, 3, 5
+    oracle = oracle_mha(d_model, n_heads, True, seed=17)
+    mha = student_mha(oracle, d_model, n_heads, True, True)
+    x = randn(2, T, d_model, seed=18)
+    keep = torch.tensor([[True] * T, [True, True, True, False, False]])  # sequence 1 is padded
+    mask = keep[:, None, None, :]  # (B, 1, 1, T), broadcast over heads and queries
+    allowed = torch.ones(T, T, dtype=torch.bool).tril() & mask  # (B, 1, T, T)
+    blocked = (~allowed).expand(2, n_heads, T, T).reshape(2 * n_heads, T, T)
+    with torch.no_grad():
+        expected, _ = oracle(x, x, x, attn_mask=blocked, need_weights=False)
+        out = mha(x, mask=mask)
+    check.close(out, expected, hint="mask_polarity")
+
+
+@pytest.mark.points(1)
+def test_mha_matches_golden_fixture():
+    data = fixtures.load("week2/attention")
+    mha = attention.MultiHeadSelfAttention(data["mha_d_model"], data["mha_n_heads"])
+    with torch.no_grad():
+        for name in ("w_qkv.weight", "w_qkv.bias", "w_o.weight", "w_o.bias"):
+            module, param = name.split(".")
+            getattr(getattr(mha, module), param).copy_(data[f"mha_{name}"])
+        out = mha(data["mha_x"])
+    check.close(out, data["mha_out"], hint="head_order")
+
+
+@pytest.mark.points(1)
+def test_mha_gradients_flow_to_every_parameter():
+    torch.manual_seed(19)
+    mha = attention.MultiHeadSelfAttention(8, 2)
+    x = randn(2, 4, 8, seed=20)
+    mha(x).pow(2).sum().backward()
+    for name, param in mha.named_parameters():
+        grad = param.grad
+        check.that(grad is not None and bool(grad.abs().sum() > 0),
+                   f"parameter {name} received no gradient: is it used in forward?")

@@ -1,0 +1,49 @@
+"""Hidden tests for week2/attention: fresh seeded inputs, expected values from the reference."""
+
+import pytest
+import torch
+
+from graders import check, reference, student
+
+pytestmark = pytest.mark.hidden
+
+attention = student("week2.attention")
+model = reference("week2.attention")
+
+
+def randn(*shape, seed):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("seed", [101, 202, 303])
+def test_sdpa_on_fresh_inputs(seed):
+    q, k, v = randn(3, 2, 6, 12, seed=seed), randn(3, 2, 9, 12, seed=seed + 1), randn(3, 2, 9, 5, seed=seed + 2)
+    mask = randn(3, 1, 6, 9, seed=seed + 3) > -0.3
+    mask[..., -1] = True
+    for kwargs in ({}, {"mask": mask}, {"is_causal": True}, {"mask": mask, "is_causal": True}):
+        check.close(attention.scaled_dot_product_attention(q, k, v, **kwargs),
+                    model.scaled_dot_product_attention(q, k, v, **kwargs), hint="missing_scale")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("q_len,k_len", [(5, 11), (1, 1), (9, 9)])
+def test_causal_mask_on_fresh_sizes(q_len, k_len):
+    check.equal(attention.causal_mask(q_len, k_len), model.causal_mask(q_len, k_len), hint="cache_offset")
+
+
+@pytest.mark.points(2)
+def test_mha_on_fresh_weights():
+    torch.manual_seed(404)
+    expected_module = model.MultiHeadSelfAttention(20, 5)
+    mha = attention.MultiHeadSelfAttention(20, 5)
+    mha.load_state_dict(expected_module.state_dict())
+    x = randn(2, 7, 20, seed=505)
+    with torch.no_grad():
+        check.close(mha(x), expected_module(x), hint="head_order")
+
+
+@pytest.mark.points(1)
+def test_attention_numpy_on_fresh_inputs():
+    q, k, v = (randn(2, 4, 8, seed=606).numpy(), randn(2, 6, 8, seed=607).numpy(), randn(2, 6, 3, seed=608).numpy())
+    check.close(attention.attention_numpy(q, k, v), model.attention_numpy(q, k, v), hint="numpy_dtype")

@@ -1,0 +1,113 @@
+"""The course's own guarantees, for every kata: stubs earn nothing, every must-catch mistake
+is caught with its hint, and correct solutions written differently pass.
+
+All the kata sessions these tests need run once, together, in parallel worker processes
+(`graders.selfcheck`); each test then reads its own session's report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(1200)  # one fixture runs every kata session of the selection
+
+from graders import catalog, impl, selfcheck
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kata: str
+    kind: str  # "stubs", "mutant", "alternative"
+    mutant: selfcheck.Mutant | None = None
+    alternative: Path | None = None
+
+
+KATAS = [k.id for k in catalog.all_katas()]
+JOBS = (
+    [Job(f"stubs:{k}", k, "stubs") for k in KATAS]
+    + [Job(m.id, m.kata, "mutant", mutant=m) for m in selfcheck.mutants()]
+    + [Job(f"{k}:alt:{p.stem}", k, "alternative", alternative=p) for k, p in selfcheck.alternatives()]
+)
+
+
+@pytest.fixture(scope="session")
+def reports(request, tmp_path_factory):
+    """Run every selected job's kata session at once; {job id: report}."""
+    selected = {item.callspec.params["job"] for item in request.session.items
+                if hasattr(item, "callspec") and isinstance(item.callspec.params.get("job"), Job)}
+    runs = []
+    for job in selected:
+        tests = selfcheck.test_files(job.kata)
+        if job.kind == "stubs":
+            root = str(impl.NAMED_ROOTS["katas"])
+        else:
+            reference_source = (impl.NAMED_ROOTS["reference"] / f"{job.kata}.py").read_text(encoding="utf-8")
+            source = (selfcheck.mutate(reference_source, job.mutant.replacements, job.id) if job.mutant
+                      else job.alternative.read_text(encoding="utf-8"))
+            base = tmp_path_factory.mktemp(job.id.replace("/", "-").replace(":", "-"))
+            root = str(selfcheck.make_root(base / "root", job.kata, source))
+        runs.append({"id": job.id, "tests": tests, "impl": root})
+    return selfcheck.run(runs)
+
+
+def graded(report):
+    return [r for r in report["results"] if r["points"]]
+
+
+@pytest.mark.parametrize("job", [j for j in JOBS if j.kind == "stubs"], ids=lambda j: j.id)
+def test_stubs_earn_no_points(job, reports):
+    report = reports[job.id]
+    assert report is not None, f"the stub session for {job.kata} did not produce a report"
+    results = report["results"]
+    assert results, f"no test of {job.kata} ran against the stubs"
+    ungraded = [r["nodeid"] for r in results if not r["points"]]
+    assert not ungraded, f"tests without @pytest.mark.points: {ungraded}"
+    passed = [r["nodeid"] for r in results if r["outcome"] == "passed"]
+    assert not passed, f"the stubs pass graded tests (free points): {passed}"
+    errors = [r["nodeid"] for r in results if r["outcome"] == "error"]
+    assert not errors, f"tests error against the stubs instead of failing: {errors}"
+    silent = [r["nodeid"] for r in results if r["outcome"] == "failed" and "NOT STARTED" not in r["message"]
+              and "MISSING" not in r["message"]]
+    assert not silent, f"stub failures that do not say NOT STARTED: {silent}"
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize("job", [j for j in JOBS if j.kind == "mutant"], ids=lambda j: j.id)
+def test_mutant_is_caught_with_its_hint(job, reports):
+    report = reports[job.id]
+    assert report is not None, f"the session for mutant {job.id} did not produce a report"
+    kata = catalog.load(job.kata)
+    hint = kata.hint_for(job.mutant.mistake)
+    failures = [r for r in graded(report) if r["outcome"] in ("failed", "error")]
+    assert failures, f"mutant {job.id} ({job.mutant.mistake}) passes every test of {job.kata}"
+    named = [r for r in failures if f"Hint ({job.mutant.mistake}): {hint}" in r["message"]]
+    assert named, (f"mutant {job.id} fails {len(failures)} tests, but none names the mistake "
+                   f"{job.mutant.mistake!r}; failures: {[r['nodeid'] for r in failures][:5]}")
+
+
+@pytest.mark.mutation
+@pytest.mark.parametrize("job", [j for j in JOBS if j.kind == "alternative"], ids=lambda j: j.id)
+def test_correct_alternative_passes(job, reports):
+    report = reports[job.id]
+    assert report is not None, f"the session for {job.id} did not produce a report"
+    bad = [(r["nodeid"], r["message"][:300]) for r in report["results"] if r["outcome"] not in ("passed", "skipped")]
+    assert not bad, f"a correct alternative fails: {bad}"
+    assert any(r["outcome"] == "passed" for r in report["results"])
+
+
+@pytest.mark.parametrize("kata", KATAS)
+def test_every_kata_has_its_files(kata):
+    week, name = kata.split("/")
+    for path in (f"katas/{week}/{name}.py", f"reference/{week}/{name}.py", f"katas/{week}/{name}.toml",
+                 f"katas/{week}/test_{name}.py", f"tests/mutants/{week}/{name}.toml"):
+        assert (impl.PROJECT_ROOT / path).is_file(), f"{kata}: {path} is missing"
+    data = catalog.load(kata)
+    assert data.hints, f"{kata}: no progressive hints"
+    mistakes = {m.mistake for m in selfcheck.mutants(kata)}
+    assert mistakes == set(data.mistakes), (
+        f"{kata}: every mistake needs a mutant and every mutant a mistake; "
+        f"without mutant: {set(data.mistakes) - mistakes}, unknown: {mistakes - set(data.mistakes)}")
