@@ -26,6 +26,7 @@ import contextlib
 import contextvars
 import inspect
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -116,6 +117,11 @@ def describe_call(name: str, fn: Callable, args: tuple, kwargs: dict) -> str:
 
 def _remember(result: object, description: str) -> None:
     _calls[id(result)] = (result, description)
+    if isinstance(result, Gradients):
+        _calls[id(result.output)] = (result.output, description)
+        for kind, grads in (("input", result.inputs), ("parameter", result.parameters)):
+            for key, grad in grads.items():
+                _calls[id(grad)] = (grad, f"{description}: gradient of {kind} {key}")
     if isinstance(result, (tuple, list)) and len(result) <= 16:
         for i, item in enumerate(result):
             _calls[id(item)] = (item, f"{description}[{i}]")
@@ -168,11 +174,76 @@ class StudentCallable:
         __tracebackhide__ = True
         return self._kata_module._call(self._kata_name, self._kata_target, args, kwargs)
 
+    def with_grad(self, *args, **kwargs) -> "Gradients":
+        """Call, then backpropagate a fixed random weighting of the output, in ONE student call.
+
+        Tensor arguments with `requires_grad=True` get their gradients; when the target is an
+        nn.Module, so do its parameters. Everything happens inside the boundary, so the
+        gradients are values that come out of student code like any other result (a grader
+        can record them), and tests never need to reach into student objects.
+        """
+        __tracebackhide__ = True
+        target, name = self._kata_target, self._kata_name
+
+        def forward_and_backward(*a, **kw):
+            return _backpropagate(target, a, kw)
+
+        forward_and_backward.__signature__ = _signature_of(target)
+        return self._kata_module._call(f"{name}.with_grad", forward_and_backward, args, kwargs)
+
     def __getattr__(self, attr):
         return getattr(self._kata_target, attr)
 
     def __repr__(self):
         return f"<student {self._kata_name}>"
+
+
+@dataclass
+class Gradients:
+    """What `with_grad` returns: the output, d(loss)/d(each input), d(loss)/d(each parameter).
+
+    loss = (output * weight).sum(), with `weight` a fixed standard-normal tensor (seed 0) of
+    the output's shape: every output element matters, with a different weight.
+    """
+
+    output: Any
+    inputs: dict[str, Any]
+    parameters: dict[str, Any]
+
+
+def _signature_of(target):
+    import torch.nn as nn
+
+    try:
+        return inspect.signature(target.forward if isinstance(target, nn.Module) else target)
+    except (TypeError, ValueError):
+        return None
+
+
+def _backpropagate(target, args, kwargs) -> Gradients:
+    import torch
+    import torch.nn as nn
+
+    output = target(*args, **kwargs)
+    out = output[0] if isinstance(output, (tuple, list)) else output
+    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    loss = (out * weight.to(out.dtype)).sum()
+    signature = _signature_of(target)
+    named_inputs = {}
+    if signature is not None:
+        bound = signature.bind(*args, **kwargs)
+        named_inputs = {k: v for k, v in bound.arguments.items()
+                        if isinstance(v, torch.Tensor) and v.requires_grad}
+    params = dict(target.named_parameters()) if isinstance(target, nn.Module) else {}
+    params = {k: p for k, p in params.items() if p.requires_grad}
+    leaves = list(named_inputs.values()) + list(params.values())
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True) if leaves else ()
+    grads = [g if g is None else g.detach() for g in grads]
+    return Gradients(
+        output=out.detach(),
+        inputs=dict(zip(named_inputs, grads[:len(named_inputs)])),
+        parameters=dict(zip(params, grads[len(named_inputs):])),
+    )
 
 
 class StudentObject:
@@ -198,6 +269,11 @@ class StudentObject:
         __tracebackhide__ = True
         cls_name = type(self._kata_target).__name__
         return self._kata_module._call(cls_name, self._kata_target, args, kwargs)
+
+    def with_grad(self, *args, **kwargs) -> Gradients:
+        """Call the object (e.g. a module's forward) and backpropagate; see StudentCallable.with_grad."""
+        __tracebackhide__ = True
+        return StudentCallable(self._kata_target, type(self._kata_target).__name__, self._kata_module).with_grad(*args, **kwargs)
 
     def __getitem__(self, key):
         return self._kata_module._wrap(self._kata_target[key])
