@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from rich.table import Table
 from . import catalog, fixtures, impl
 from .plugin import kata_totals, status_of
 
-STATE_DIR = impl.PROJECT_ROOT / ".kata"
+STATE_DIR = Path(os.environ.get("KATA_STATE_DIR", impl.PROJECT_ROOT / ".kata"))
 STATUS_STYLE = {"passing": "green", "failing": "red", "not started": "dim", "no tests": "dim",
                 "changed": "yellow", "unknown": "dim"}
 
@@ -38,7 +39,7 @@ def select(target: str | None) -> list[catalog.Kata]:
     target = target.strip("/")
     chosen = [k for k in katas if k.id == target or k.week == target]
     if not chosen:
-        known = ", ".join(sorted({k.week for k in katas}) | {k.id for k in katas})
+        known = ", ".join(sorted({k.week for k in katas} | {k.id for k in katas}))
         raise SystemExit(f"kata: no kata or week called {target!r}. Known: {known}")
     return chosen
 

@@ -1,0 +1,94 @@
+"""Course-wide guarantees: fixtures, test-writing rules, and the `kata` CLI as a student sees it."""
+
+import ast
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from graders import catalog, fixtures, impl
+
+KATA_TEST_FILES = sorted(impl.PROJECT_ROOT.glob("katas/week*/test_*.py"))
+
+
+def kata(*args, state_dir):
+    env = {**os.environ, "KATA_STATE_DIR": str(state_dir), "COLUMNS": "200"}
+    env.pop("KATA_IMPL", None)
+    return subprocess.run([sys.executable, "-m", "graders.cli", *args], cwd=impl.PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_fixtures_match_the_manifest():
+    assert fixtures.check() == []
+
+
+@pytest.mark.parametrize("path", KATA_TEST_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_kata_tests_reach_student_code_only_through_the_harness(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            assert not re.match(r"(katas|reference)(\.|$)", name), f"{path.name} imports {name}"
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("__import__",):
+            pytest.fail(f"{path.name} calls __import__")
+
+
+def test_public_tests_do_not_use_the_reference():
+    for path in KATA_TEST_FILES:
+        if path.stem.endswith("_hidden"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "graders":
+                assert "reference" not in [a.name for a in node.names], f"{path.name} is public but uses the reference"
+
+
+def test_hidden_tests_are_marked_hidden():
+    for path in KATA_TEST_FILES:
+        if path.stem.endswith("_hidden"):
+            assert "pytestmark = pytest.mark.hidden" in path.read_text(encoding="utf-8"), path.name
+
+
+def test_fixture_regeneration_is_byte_identical(tmp_path):
+    """Regenerating one kata's fixtures gives exactly the stored bytes (seeds are fixed)."""
+    entry = fixtures.read_manifest()["week2/attention"]
+    data = fixtures.build("week2/attention", fixtures.recipes()["week2/attention"])
+    assert fixtures.sha256(data) == entry["sha256"]
+
+
+def test_kata_check_on_the_stubs_shows_zero_points(tmp_path):
+    result = kata("check", "week2/attention", state_dir=tmp_path)
+    assert result.returncode == 1
+    out = result.stdout
+    possible = re.search(r"Total: 0 / (\d+) points", out)
+    assert possible and int(possible.group(1)) > 0, out
+    assert "not started" in out and "NOT STARTED: `" in out and "kata hint week2/attention" in out
+
+
+def test_kata_check_on_the_reference_shows_full_marks(tmp_path):
+    result = kata("check", "week2/attention", "--impl", "reference", state_dir=tmp_path)
+    total = re.search(r"Total: (\d+) / (\d+) points — all passing", result.stdout)
+    assert result.returncode == 0 and total and total.group(1) == total.group(2), result.stdout
+    listing = kata("list", "week2", "--impl", "reference", state_dir=tmp_path)
+    assert re.search(r"attention .* " + total.group(1) + r" / " + total.group(2) + r" .*passing", listing.stdout), listing.stdout
+
+
+def test_kata_hint_reveals_one_more_hint_each_time(tmp_path):
+    hints = catalog.load("week2/attention").hints
+    first = kata("hint", "week2/attention", state_dir=tmp_path).stdout
+    second = kata("hint", "week2/attention", state_dir=tmp_path).stdout
+    assert f"hint 1 of {len(hints)}" in first and "hint 2 of" not in first
+    assert f"hint 2 of {len(hints)}" in second
+    everything = kata("hint", "week2/attention", "--all", state_dir=tmp_path).stdout
+    assert f"hint {len(hints)} of {len(hints)}" in everything
+
+
+def test_kata_rejects_an_unknown_target(tmp_path):
+    result = kata("check", "week99/nothing", state_dir=tmp_path)
+    assert result.returncode != 0 and "no kata or week called 'week99/nothing'" in result.stderr
