@@ -241,6 +241,17 @@ def cmd_fixtures(args, console: Console) -> int:
     return 1 if problems else 0
 
 
+def cmd_release(args, console: Console) -> int:
+    from .release import release
+
+    try:
+        files = release(args.out_dir)
+    except FileExistsError as exc:
+        raise SystemExit(f"kata release: {exc}")
+    console.print(f"wrote the student copy to {args.out_dir} ({len(files)} files; no reference/, no hidden tests)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kata", description="llm-katas: check your katas, get hints, grade.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("katas", nargs="*", help="weekN/kata ids (default: all)")
     p.set_defaults(func=cmd_fixtures)
 
+    p = sub.add_parser("release", help="write the student copy (no reference, no hidden tests)")
+    p.add_argument("out_dir")
+    p.set_defaults(func=cmd_release)
     return parser
 
 

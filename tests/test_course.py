@@ -92,3 +92,20 @@ def test_kata_hint_reveals_one_more_hint_each_time(tmp_path):
 def test_kata_rejects_an_unknown_target(tmp_path):
     result = kata("check", "week99/nothing", state_dir=tmp_path)
     assert result.returncode != 0 and "no kata or week called 'week99/nothing'" in result.stderr
+
+
+def test_release_is_a_working_student_copy(tmp_path):
+    out = tmp_path / "course"
+    result = kata("release", str(out), state_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (out / "reference").exists() and not list(out.rglob("test_*_hidden.py"))
+    assert not (out / "fixtures" / "recipes").exists() and not (out / "tests").exists()
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("KATA_IMPL", None)
+    run = [sys.executable, "-m", "pytest", "katas/week2/test_attention.py", "-q", "-p", "no:cacheprovider"]
+    stubs = subprocess.run(run, cwd=out, env=env, capture_output=True, text=True, timeout=600)
+    assert stubs.returncode == 1 and "NOT STARTED" in stubs.stdout and " passed" not in stubs.stdout, stubs.stdout[-2000:]
+    (out / "katas" / "week2" / "attention.py").write_text(
+        (impl.PROJECT_ROOT / "reference" / "week2" / "attention.py").read_text())
+    solved = subprocess.run(run, cwd=out, env=env, capture_output=True, text=True, timeout=600)
+    assert solved.returncode == 0 and " failed" not in solved.stdout, solved.stdout[-2000:]
