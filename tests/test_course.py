@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.timeout(600)  # these tests start whole pytest sessions in subprocesses
+
 from graders import catalog, fixtures, impl
 
 KATA_TEST_FILES = sorted(impl.PROJECT_ROOT.glob("katas/week*/test_*.py"))

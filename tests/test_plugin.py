@@ -8,6 +8,8 @@ import textwrap
 
 import pytest
 
+pytestmark = pytest.mark.timeout(600)  # these tests start whole pytest sessions in subprocesses
+
 TEST_FILE = """
 import pytest, torch
 from graders import check, student
