@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import pytest
 
-from . import catalog, impl
+from . import catalog, impl, recording
 from .guard import ForbiddenAPIError, forbid
 
 # Exceptions a test expects from the next student call (set by `check.raises`).
@@ -165,14 +165,15 @@ def _unwrap_args(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
 class StudentCallable:
     """A student function, class or bound method; calling it crosses the boundary."""
 
-    def __init__(self, target: Callable, name: str, module: "StudentModule"):
+    def __init__(self, target: Callable, name: str, module: "StudentModule", ref: tuple = ("f", None)):
         self._kata_target = target
         self._kata_name = name
         self._kata_module = module
+        self._kata_ref = ref
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
-        return self._kata_module._call(self._kata_name, self._kata_target, args, kwargs)
+        return self._kata_module._call(self._kata_name, self._kata_target, args, kwargs, ref=self._kata_ref)
 
     def with_grad(self, *args, **kwargs) -> "Gradients":
         """Call, then backpropagate a fixed random weighting of the output, in ONE student call.
@@ -189,7 +190,7 @@ class StudentCallable:
             return _backpropagate(target, a, kw)
 
         forward_and_backward.__signature__ = _signature_of(target)
-        return self._kata_module._call(f"{name}.with_grad", forward_and_backward, args, kwargs)
+        return self._kata_module._call(f"{name}.with_grad", forward_and_backward, args, kwargs, ref=self._kata_ref)
 
     def __getattr__(self, attr):
         return getattr(self._kata_target, attr)
@@ -247,7 +248,11 @@ def _backpropagate(target, args, kwargs) -> Gradients:
 
 
 class StudentObject:
-    """An instance of a student class: methods cross the boundary, data passes through."""
+    """An instance of a student class: methods cross the boundary, data passes through.
+
+    Modules reached from it (e.g. `mha.w_qkv`, an nn.Linear) are wrapped too, so that every
+    read a test makes of student state goes through here, where a grader can record it.
+    """
 
     __slots__ = ("_kata_target", "_kata_module")
 
@@ -256,40 +261,65 @@ class StudentObject:
         object.__setattr__(self, "_kata_module", module)
 
     def __getattr__(self, attr):
-        value = getattr(self._kata_target, attr)
-        cls_name = type(self._kata_target).__name__
-        if inspect.ismethod(value) or (callable(value) and not isinstance(value, type) and hasattr(value, "__self__")):
-            return StudentCallable(value, f"{cls_name}.{attr}", self._kata_module)
-        return self._kata_module._wrap(value)
+        __tracebackhide__ = True
+        return self._kata_module._getattr_of(self, attr)
 
     def __setattr__(self, attr, value):
-        setattr(self._kata_target, attr, unwrap(value))
+        self._kata_module._simple(self, "set", lambda: setattr(self._kata_target, attr, unwrap(value)), attr, value)
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
         cls_name = type(self._kata_target).__name__
-        return self._kata_module._call(cls_name, self._kata_target, args, kwargs)
+        return self._kata_module._call(cls_name, self._kata_target, args, kwargs, ref=("o", self))
 
     def with_grad(self, *args, **kwargs) -> Gradients:
         """Call the object (e.g. a module's forward) and backpropagate; see StudentCallable.with_grad."""
         __tracebackhide__ = True
-        return StudentCallable(self._kata_target, type(self._kata_target).__name__, self._kata_module).with_grad(*args, **kwargs)
+        callable_ = StudentCallable(self._kata_target, type(self._kata_target).__name__, self._kata_module,
+                                    ref=("o", self))
+        return callable_.with_grad(*args, **kwargs)
 
     def __getitem__(self, key):
-        return self._kata_module._wrap(self._kata_target[key])
+        return self._kata_module._simple(self, "item", lambda: self._kata_module._wrap(self._kata_target[key]), key)
 
     def __len__(self):
-        return len(self._kata_target)
+        return self._kata_module._simple(self, "len", lambda: len(self._kata_target))
 
     def __iter__(self):
-        return (self._kata_module._wrap(v) for v in self._kata_target)
+        return iter(self._kata_module._simple(
+            self, "iter", lambda: [self._kata_module._wrap(v) for v in self._kata_target]))
 
     def __repr__(self):
         return f"<student {type(self._kata_target).__name__}>"
 
 
+class _Withheld:
+    """What the reference returns inside the sandbox: nothing (checks do nothing there)."""
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return self
+
+    def __getitem__(self, key):
+        return self
+
+    def __iter__(self):
+        return iter(())
+
+    def __repr__(self):
+        return "<withheld in the sandbox>"
+
+
 class StudentModule:
-    """Lazy handle on `weekN.kata` of an implementation root (the chosen one by default)."""
+    """Lazy handle on `weekN.kata` of an implementation root (the chosen one by default).
+
+    In the sandbox (record mode) it also records every crossing; in the grader (replay mode)
+    it never imports student code and answers every crossing from the recording.
+    """
 
     def __init__(self, dotted: str, implementation: impl.Implementation | None = None, role: str = "student"):
         self._dotted = dotted
@@ -300,6 +330,13 @@ class StudentModule:
     @property
     def implementation(self) -> impl.Implementation:
         return self._fixed_impl or impl.current()
+
+    @property
+    def _recording(self):
+        """The active test recording when this is the student's side in record/replay mode."""
+        if self._role != "student" or recording.mode == "live":
+            return None
+        return recording.current()
 
     def module(self):
         __tracebackhide__ = True
@@ -312,30 +349,145 @@ class StudentModule:
         __tracebackhide__ = True
         if name.startswith("__"):
             raise AttributeError(name)
-        module = self.module()
-        if not hasattr(module, name):
-            kind = "CLASS" if name[:1].isupper() and not name.isupper() else "FUNCTION"
-            if name.isupper():
-                kind = "CONSTANT"
-            fail(f"MISSING {kind}: `{name}` not found in {self.implementation.display_path(self._dotted)}")
+        if self._role == "reference" and recording.mode == "record":
+            return _Withheld()
+        rec = self._recording
+        if rec is not None and recording.mode == "replay":
+            event = self._next(rec, "attr", ["attr", self._dotted, name])
+            if "fail" in event:
+                fail(event["fail"])
+            if event.get("callable"):
+                return recording.ReplayCallable(["f", self._dotted, name], name, self)
+            return self._decode(rec, event["r"])
+        try:
+            module = self.implementation.import_module(self._dotted)
+            if not hasattr(module, name):
+                kind = "CONSTANT" if name.isupper() else "CLASS" if name[:1].isupper() else "FUNCTION"
+                raise impl.ImplementationError(
+                    f"MISSING {kind}: `{name}` not found in {self.implementation.display_path(self._dotted)}")
+        except impl.ImplementationError as exc:
+            if rec is not None:
+                rec.add({"k": "attr", "ref": ["attr", self._dotted, name], "fail": str(exc)})
+            fail(str(exc))
         value = getattr(module, name)
         if callable(value) and self._owns(value):
-            return StudentCallable(value, name, self)
+            if rec is not None:
+                rec.add({"k": "attr", "ref": ["attr", self._dotted, name], "callable": True})
+            return StudentCallable(value, name, self, ref=("f", name))
+        if rec is not None:
+            rec.add({"k": "attr", "ref": ["attr", self._dotted, name], "r": recording.encode(value, rec)})
         return value
 
     def _owns(self, value: object) -> bool:
         module_name = getattr(value, "__module__", None)
         return self.implementation.owns_module(module_name)
 
-    def _wrap(self, value: object) -> object:
+    def _wrap(self, value: object, reached_from_object: bool = False) -> object:
+        import torch.nn as nn
+
         if isinstance(value, (StudentObject, StudentCallable)):
             return value
-        if self.implementation.owns_module(type(value).__module__):
+        if self.implementation.owns_module(type(value).__module__) or (
+                reached_from_object and isinstance(value, nn.Module)):
             return StudentObject(value, self)
         return value
 
-    def _call(self, name: str, fn: Callable, args: tuple, kwargs: dict):
+    # --- recording helpers -------------------------------------------------------------
+
+    def _next(self, rec, kind, ref, args_digest=None) -> dict:
         __tracebackhide__ = True
+        try:
+            return rec.next(kind, ref, args_digest)
+        except recording.RecordingError as exc:
+            fail(str(exc))
+
+    def _decode(self, rec, data):
+        _replay_owners[id(rec)] = self
+        return recording.decode(data, rec)
+
+    def _ref(self, rec, ref: tuple) -> list:
+        kind, *rest = ref
+        if kind == "f":
+            return ["f", self._dotted, rest[0]]
+        if kind == "o":
+            return ["o", rec.oid_of(rest[0])]
+        return ["m", rec.oid_of(rest[0]), rest[1]]
+
+    def _getattr_of(self, obj: StudentObject, attr: str):
+        __tracebackhide__ = True
+        rec = self._recording
+        value = getattr(obj._kata_target, attr)
+        cls_name = type(obj._kata_target).__name__
+        is_method = inspect.ismethod(value) or (
+            callable(value) and not isinstance(value, type) and hasattr(value, "__self__"))
+        if is_method:
+            if rec is not None:
+                rec.add({"k": "get", "ref": ["get", rec.oid_of(obj), attr], "method": True})
+            return StudentCallable(value, f"{cls_name}.{attr}", self, ref=("m", obj, attr))
+        wrapped = self._wrap(value, reached_from_object=True)
+        if rec is not None:
+            rec.add({"k": "get", "ref": ["get", rec.oid_of(obj), attr], "r": recording.encode(wrapped, rec)})
+        return wrapped
+
+    def _simple(self, obj: StudentObject, kind: str, action, *args):
+        """setattr / getitem / len / iter on a student object, recorded as one event."""
+        __tracebackhide__ = True
+        rec = self._recording
+        result = action()
+        if rec is not None:
+            rec.add({"k": kind, "ref": [kind, rec.oid_of(obj)], "a": recording.digest(args, rec),
+                     "r": recording.encode(result, rec)})
+        return result
+
+    def _replay_getattr(self, obj, attr):
+        __tracebackhide__ = True
+        rec = recording.current()
+        event = self._next(rec, "get", ["get", obj._kata_oid, attr])
+        if event.get("method"):
+            return recording.ReplayCallable(["m", obj._kata_oid, attr], f"{obj._kata_type}.{attr}", self)
+        return self._decode(rec, event["r"])
+
+    def _replay_simple(self, ref, args):
+        __tracebackhide__ = True
+        rec = recording.current()
+        event = self._next(rec, ref[0], ref, recording.digest(args, rec))
+        return self._decode(rec, event["r"])
+
+    def _replay_call(self, ref, name, args, kwargs):
+        __tracebackhide__ = True
+        rec = recording.current()
+        args, kwargs = _materialize(args), {k: _materialize(v) for k, v in kwargs.items()}
+        description = describe_call(name, _stub_signature(self._dotted, name, ref[0] == "o"), args, kwargs)
+        rec.track((args, kwargs))
+        for value in list(args) + list(kwargs.values()):
+            if callable(value) and not isinstance(value, (recording.ReplayObject, recording.ReplayCallable, type)):
+                rec.callback_id(value)
+        problem = static_problem(self, name)
+        event = self._next(rec, "call", list(ref), recording.digest((args, kwargs), rec))
+        rec.apply_side_effects()
+        if problem:
+            fail(f"{problem}\nCalled {description}")
+        if "fail" in event:
+            fail(event["fail"])
+        if "raise" in event:
+            raise _replayed_exception(event["raise"])
+        result = self._decode(rec, event["r"])
+        _remember(result, description)
+        return result
+
+    # --- the call itself ---------------------------------------------------------------
+
+    def _call(self, name: str, fn: Callable, args: tuple, kwargs: dict, ref: tuple = ("f", None)):
+        __tracebackhide__ = True
+        rec = self._recording
+        args, kwargs = _materialize(args), {k: _materialize(v) for k, v in kwargs.items()}
+        if rec is not None:
+            event = {"k": "call", "ref": self._ref(rec, ref if ref[1] is not None else ("f", name)),
+                     "a": recording.digest((args, kwargs), rec)}
+            if name.endswith(".with_grad"):
+                event["ref"] = event["ref"] + ["with_grad"]
+            rec.track((args, kwargs))
+            args, kwargs = _record_callbacks(rec, args, kwargs)
         args, kwargs = _unwrap_args(args, kwargs)
         description = describe_call(name, fn, args, kwargs)
         where = self.implementation.display_path(self._dotted)
@@ -353,19 +505,108 @@ class StudentModule:
             problem = f"ERROR in your `{name}`: it called sys.exit({exc.code!r})."
         except Exception as exc:
             if expected and isinstance(exc, expected):
+                if rec is not None:
+                    rec.add({**event, "raise": _exception_record(exc)})
+                    rec.record_writes()
                 raise
             trace = _student_traceback(exc, self.implementation.root)
             want = f" (expected {' or '.join(e.__name__ for e in expected)})" if expected else ""
             problem = f"ERROR in your `{name}`: {type(exc).__name__}: {exc}{want}" + (f"\n{trace}" if trace else "")
         else:
             result = self._wrap(result)
+            if rec is not None:
+                rec.add({**event, "r": recording.encode(result, rec)})
+                rec.record_writes()
             _remember(result, description)
             return result
+        if rec is not None:
+            rec.add({**event, "fail": f"{problem}\nCalled {description}"})
+            rec.record_writes()
         # Fail outside the except blocks, so the report does not chain the student's exception.
         fail(f"{problem}\nCalled {description}")
 
     def __repr__(self):
         return f"<{self._role} {self._dotted} from {self.implementation.label}>"
+
+
+_replay_owners: dict[int, StudentModule] = {}
+
+
+def replay_module_for(obj) -> StudentModule:
+    return _replay_owners[id(recording.current())]
+
+
+def _stub_signature(dotted: str, name: str, is_object_call: bool = False):
+    """The course's own stub of `name` (trusted code), for naming arguments in messages."""
+    no_names = lambda *a, **k: None  # noqa: E731
+    if not (impl.NAMED_ROOTS["katas"] / f"{dotted.replace('.', '/')}.py").is_file():
+        return no_names
+    target = impl.resolve("katas").import_module(dotted)
+    for part in name.removesuffix(".with_grad").split("."):
+        target = getattr(target, part, None)
+    if is_object_call and isinstance(target, type):
+        target = getattr(target, "forward", getattr(target, "__call__", None))
+    if target is None:
+        return no_names
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return no_names
+    params = list(signature.parameters.values())
+    if params and params[0].name == "self":
+        signature = signature.replace(parameters=params[1:])
+    no_names.__signature__ = signature
+    return no_names
+
+
+def _materialize(value):
+    """Generators handed to student code (e.g. `model.parameters()`) become lists: a
+    consumer that iterates once cannot tell, and a list can be recorded and tracked."""
+    import types
+
+    if isinstance(value, (types.GeneratorType, map, filter, zip)):
+        return list(value)
+    if isinstance(value, tuple):
+        return tuple(_materialize(v) for v in value)
+    return value
+
+
+def _record_callbacks(rec, args, kwargs):
+    def proxy(value):
+        if not callable(value) or isinstance(value, (StudentObject, StudentCallable, type)):
+            return value
+        handle = rec.callback_id(value)
+
+        def recorded(*a, **k):
+            rec.add({"k": "callback", "h": handle, "args": recording.encode(list(a), rec)})
+            return value(*a, **k)
+
+        return recorded
+
+    return tuple(proxy(a) for a in args), {k: proxy(v) for k, v in kwargs.items()}
+
+
+def _exception_record(exc: BaseException) -> dict:
+    builtin = [c.__name__ for c in type(exc).__mro__ if c.__name__ in recording.BUILTIN_EXCEPTIONS]
+    return {"types": builtin, "type": type(exc).__name__, "msg": str(exc)[:2000]}
+
+
+def _replayed_exception(data: dict) -> BaseException:
+    for name in data.get("types", []):
+        cls = recording.BUILTIN_EXCEPTIONS.get(name)
+        if cls is not None and issubclass(cls, Exception):
+            try:
+                return cls(data.get("msg", ""))
+            except Exception:
+                continue
+    return Exception(data.get("msg", ""))
+
+
+def static_problem(module: StudentModule, name: str) -> str | None:
+    """A forbidden API named in the submission's source (found by reading it, never running it)."""
+    from . import static
+
+    return static.problem_for(module, name)
 
 
 def student(dotted: str) -> StudentModule:

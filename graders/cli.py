@@ -282,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("katas", nargs="*", help="weekN/kata ids (default: all)")
     p.set_defaults(func=cmd_fixtures)
 
+    from . import grade
+
+    grade.add_commands(sub)
+
     p = sub.add_parser("release", help="write the student copy (no reference, no hidden tests)")
     p.add_argument("out_dir")
     p.set_defaults(func=cmd_release)

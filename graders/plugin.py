@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from . import boundary, catalog, impl
+from . import boundary, catalog, impl, recording
 
 PROFILES = {
     "dev": settings(max_examples=15),
@@ -63,6 +63,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="also run the instructors' hidden tests (default with --impl reference)")
     group.addoption("--kata-report", default=None, metavar="FILE",
                     help="write every test result, with kata and points, to FILE as JSON")
+    group.addoption("--kata-record", default=None, metavar="DIR",
+                    help="(grading sandbox) record every crossing into student code into DIR")
+    group.addoption("--kata-replay", default=None, metavar="DIR",
+                    help="(trusted grader) answer every crossing into student code from DIR; never import it")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,6 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "gpu: needs a CUDA GPU; skipped cleanly without one",
         "throughput: timing check (a ratio against a baseline measured in the same run)",
         "mutation: project self-check that runs kata tests against mutants (slow stage)",
+        "grading: end-to-end `kata grade` of adversarial submissions (slow stage)",
     ):
         config.addinivalue_line("markers", line)
     label = config.getoption("impl") or os.environ.get(impl.ENV_VAR) or "katas"
@@ -86,6 +91,24 @@ def pytest_configure(config: pytest.Config) -> None:
         default = "ci" if os.environ.get("CI") else "dev"
         settings.load_profile(os.environ.get("KATA_HYPOTHESIS_PROFILE", default))
     config._kata_results = []
+    config._kata_previous = (recording.mode, recording._directory, impl._current, _config)
+    if config.getoption("kata_record"):
+        recording.configure("record", config.getoption("kata_record"))
+    elif config.getoption("kata_replay"):
+        recording.configure("replay", config.getoption("kata_replay"))
+    else:
+        recording.configure("live", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave the process as this session found it (grading runs sessions inside sessions)."""
+    global _config
+    previous = getattr(config, "_kata_previous", None)
+    if previous:
+        mode, directory, implementation, _config = previous
+        recording.configure(mode, directory)
+        if implementation is not None:
+            impl.set_current(implementation)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -115,12 +138,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     global _current_item
     _current_item = item
     boundary.clear_call_log()
+    recording.start_test(item.nodeid)
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     global _current_item
     _current_item = None
     boundary.clear_call_log()
+    recording.finish_test()
 
 
 @pytest.hookimpl(wrapper=True)

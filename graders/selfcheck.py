@@ -122,7 +122,7 @@ def run(jobs: list[dict], workers: int | None = None) -> dict[str, dict]:
             spec = Path(tmp) / f"chunk-{id(chunk)}.json"
             spec.write_text(json.dumps(chunk))
             subprocess.run([sys.executable, "-m", "graders.selfcheck", str(spec)], cwd=impl.PROJECT_ROOT,
-                           env={**os.environ, "KATA_HYPOTHESIS_PROFILE": "dev"}, check=False,
+                           env={**os.environ, "KATA_HYPOTHESIS_PROFILE": "dev", "OMP_NUM_THREADS": "1"}, check=False,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         with ThreadPoolExecutor(workers) as pool:

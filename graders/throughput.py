@@ -36,7 +36,29 @@ def _sampler(fn: Callable[[], object]) -> benchmark.Timer:
 
 def measure(candidate: Callable[[], object], baseline: Callable[[], object], *,
             warmup: int = 2, rounds: int = 7, number: int = 1) -> Timing:
-    """Median time per call of each, sampled alternately after `warmup` calls of each."""
+    """Median time per call of each, sampled alternately after `warmup` calls of each.
+
+    When grading, the timing happens in the sandbox (where the student's code runs) with
+    recording paused, and the trusted replay reads the recorded medians.
+    """
+    from . import recording
+
+    rec = recording.current()
+    if recording.mode == "replay" and rec is not None:
+        try:
+            event = rec.next("timing", ["timing"])
+        except recording.RecordingError as exc:
+            _fail(str(exc))
+        return Timing(*event["r"])
+    if recording.mode == "record" and rec is not None:
+        with rec.paused():
+            timing = _measure(candidate, baseline, warmup, rounds, number)
+        rec.add({"k": "timing", "ref": ["timing"], "r": [timing.candidate, timing.baseline]})
+        return timing
+    return _measure(candidate, baseline, warmup, rounds, number)
+
+
+def _measure(candidate, baseline, warmup, rounds, number) -> Timing:
     timers = _sampler(candidate), _sampler(baseline)
     for _ in range(warmup):
         candidate()

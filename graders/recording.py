@@ -1,0 +1,495 @@
+"""Record every crossing of the student boundary in a sandbox; replay it in a trusted process.
+
+Secure grading runs each test twice:
+
+1. In the sandboxed child, with the student's code, in *record* mode. Each time the test
+   touches student code — an attribute of the module, a call, an attribute or method of a
+   student object — the boundary appends an event to the test's recording: what was asked
+   (a reference and a digest of the arguments) and what came back (a value, an exception,
+   or a failure such as NOT STARTED). Check helpers do nothing there and the reference is
+   never called (it is not even present): the child's pass/fail means nothing.
+2. In the trusted parent, in *replay* mode. The student module is never imported; the
+   boundary answers each crossing from the recording instead, after checking that the test
+   asks the same thing with the same arguments. The real assertions, reference calls and
+   hidden expected values run here, and only here.
+
+Recordings are JSON (structure) plus safetensors (tensors): nothing the child writes is
+ever unpickled or executed by the parent.
+
+Beyond return values, a call can change the test's own objects: an optimizer updates the
+parameters it was given, `get_pair_counts(ids, counts)` fills `counts`, an agent calls the
+test's fake LLM. So every tensor, list and dict the test hands to student code is tracked
+(numbered in order of first appearance) and after each call the ones that changed are
+recorded as write events; the parent applies them to its own copies. Callables the test
+hands over (callbacks) are recorded with their arguments, and the parent calls its own
+callables with the same arguments, so their side effects happen in the trusted process.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+MAX_EVENTS = 20_000  # per test; a runaway loop of calls is cut off, not recorded forever
+MAX_TENSOR_BYTES = 64 * 2**20  # per test, in the recording
+BUILTIN_EXCEPTIONS = {name: obj for name, obj in vars(builtins).items()
+                      if isinstance(obj, type) and issubclass(obj, BaseException)}
+
+mode = "live"  # "live" | "record" | "replay"
+_directory: Path | None = None
+_session: "TestRecording | None" = None
+
+
+class RecordingError(Exception):
+    """The recording cannot answer what the test asks (it diverged or is incomplete)."""
+
+
+def configure(new_mode: str, directory: str | Path | None) -> None:
+    global mode, _directory
+    mode, _directory = new_mode, Path(directory) if directory else None
+
+
+def file_stem(nodeid: str) -> str:
+    return hashlib.sha256(nodeid.encode()).hexdigest()[:24]
+
+
+# --- digests: "is this the same question?" -----------------------------------------------
+
+
+def digest(value: Any, objects: "TestRecording") -> str:
+    h = hashlib.sha256()
+    _feed(h, value, objects, depth=0)
+    return h.hexdigest()[:32]
+
+
+def _feed(h, value, rec, depth):
+    from .boundary import StudentCallable, StudentObject
+
+    if depth > 6:
+        h.update(b"<deep>")
+    elif isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(value, np.ndarray):
+        h.update(f"N{value.dtype}{value.shape}".encode())
+        h.update(np.ascontiguousarray(value).tobytes() if value.dtype != object else repr(value).encode())
+    elif isinstance(value, (StudentObject, ReplayObject)):
+        h.update(f"O{rec.oid_of(value)}".encode())
+    elif isinstance(value, (StudentCallable, ReplayCallable)):
+        h.update(f"F{value._kata_name}".encode())
+    elif isinstance(value, (list, tuple)):
+        h.update(f"{type(value).__name__}[{len(value)}".encode())
+        for item in value:
+            _feed(h, item, rec, depth + 1)
+    elif isinstance(value, dict):
+        h.update(f"dict{len(value)}".encode())
+        for k, v in value.items():
+            _feed(h, k, rec, depth + 1)
+            _feed(h, v, rec, depth + 1)
+    elif value is None or isinstance(value, (bool, int, float, str, bytes, np.generic)):
+        h.update(repr((type(value).__name__, value)).encode())
+    elif callable(value):
+        h.update(b"<callable>")
+    else:
+        h.update(f"<{type(value).__name__}>".encode())
+
+
+# --- values: what came back ---------------------------------------------------------------
+
+
+def encode(value: Any, rec: "TestRecording", depth: int = 0) -> Any:
+    from .boundary import Gradients, StudentObject
+
+    if depth > 8:
+        return {"opaque": "too deeply nested"}
+    if isinstance(value, StudentObject):
+        return {"o": rec.oid_of(value), "type": type(value._kata_target).__name__}
+    if isinstance(value, torch.Tensor):
+        return {"t": rec.store(value), "rg": bool(value.requires_grad)}
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return {"n": rec.store(torch.from_numpy(np.ascontiguousarray(value)))}
+    if isinstance(value, np.generic):
+        return {"np": value.dtype.str, "v": encode(value.item(), rec, depth + 1)}
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return {"v": value}
+    if isinstance(value, float):
+        return {"f": repr(value)}
+    if isinstance(value, bytes):
+        return {"b": value.hex()}
+    if isinstance(value, Gradients):
+        return {"grad": [encode(value.output, rec, depth + 1), encode(value.inputs, rec, depth + 1),
+                         encode(value.parameters, rec, depth + 1)]}
+    if isinstance(value, (list, tuple)):
+        kind = "l" if isinstance(value, list) else "tu"
+        return {kind: [encode(v, rec, depth + 1) for v in value]}
+    if isinstance(value, dict):
+        return {"d": [[encode(k, rec, depth + 1), encode(v, rec, depth + 1)] for k, v in value.items()]}
+    if isinstance(value, (set, frozenset)):
+        return {"s": [encode(v, rec, depth + 1) for v in sorted(value, key=repr)]}
+    return {"opaque": type(value).__name__}
+
+
+class Opaque:
+    """A value the recording could not carry (an unknown object type)."""
+
+    def __init__(self, type_name: str):
+        self.type_name = type_name
+
+    def __repr__(self):
+        return f"<unrecordable {self.type_name}>"
+
+
+def decode(data: Any, rec: "TestRecording") -> Any:
+    from .boundary import Gradients
+
+    if "v" in data and "np" not in data:
+        return data["v"]
+    if "f" in data:
+        return float(data["f"])
+    if "t" in data:
+        return rec.tensor(data["t"]).requires_grad_(data.get("rg", False) and rec.tensor(data["t"]).is_floating_point())
+    if "n" in data:
+        return rec.tensor(data["n"]).numpy()
+    if "np" in data:
+        return np.dtype(data["np"]).type(decode(data["v"], rec))
+    if "b" in data:
+        return bytes.fromhex(data["b"])
+    if "l" in data:
+        return [decode(v, rec) for v in data["l"]]
+    if "tu" in data:
+        return tuple(decode(v, rec) for v in data["tu"])
+    if "d" in data:
+        return {_hashable(decode(k, rec)): decode(v, rec) for k, v in data["d"]}
+    if "s" in data:
+        return {_hashable(decode(v, rec)) for v in data["s"]}
+    if "o" in data:
+        return ReplayObject(data["o"], data.get("type", "object"), rec)
+    if "grad" in data:
+        out, inputs, params = (decode(v, rec) for v in data["grad"])
+        return Gradients(out, inputs, params)
+    return Opaque(data.get("opaque", "?"))
+
+
+def _hashable(value):
+    return tuple(_hashable(v) for v in value) if isinstance(value, list) else value
+
+
+# --- one test's recording -------------------------------------------------------------
+
+
+class TestRecording:
+    """The events of one test, in order, with the tensors they refer to."""
+
+    def __init__(self, nodeid: str, events: list | None = None, tensors: dict | None = None):
+        self.nodeid = nodeid
+        self.events: list[dict] = events or []
+        self.tensors: dict[str, torch.Tensor] = tensors or {}
+        self.cursor = 0
+        self.tensor_bytes = 0
+        self._oids: dict[int, tuple[object, int]] = {}
+        self.tracked: list[object] = []  # the test's mutable objects handed to student code
+        self._tracked_ids: dict[int, int] = {}
+        self._fingerprints: list[str] = []
+        self.callbacks: list[object] = []
+        self._callback_ids: dict[int, int] = {}
+
+    # identities shared by both sides
+    def oid_of(self, obj) -> int:
+        if isinstance(obj, ReplayObject):
+            return obj._kata_oid
+        key = id(obj._kata_target)
+        if key not in self._oids:
+            self._oids[key] = (obj._kata_target, len(self._oids))
+        return self._oids[key][1]
+
+    def track(self, value) -> None:
+        """Number every tensor, list and dict inside `value` that the test gave student code."""
+        for obj in _mutables(value):
+            if id(obj) not in self._tracked_ids:
+                self._tracked_ids[id(obj)] = len(self.tracked)
+                self.tracked.append(obj)
+                self._fingerprints.append(self.fingerprint(obj))
+
+    def fingerprint(self, obj) -> str:
+        grad = getattr(obj, "grad", None) if isinstance(obj, torch.Tensor) else None
+        return digest((obj, grad), self)
+
+    def callback_id(self, fn) -> int:
+        if id(fn) not in self._callback_ids:
+            self._callback_ids[id(fn)] = len(self.callbacks)
+            self.callbacks.append(fn)
+        return self._callback_ids[id(fn)]
+
+    # record side
+    def store(self, tensor: torch.Tensor) -> str:
+        t = tensor.detach().cpu().contiguous().clone()
+        self.tensor_bytes += t.numel() * t.element_size()
+        if self.tensor_bytes > MAX_TENSOR_BYTES:
+            raise RecordingError("the test's student outputs exceed the recording limit")
+        key = f"t{len(self.tensors)}"
+        self.tensors[key] = t
+        return key
+
+    _paused = False
+
+    @contextlib.contextmanager
+    def paused(self):
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+
+    def add(self, event: dict) -> None:
+        if self._paused:
+            return
+        if len(self.events) >= MAX_EVENTS:
+            raise RecordingError(f"more than {MAX_EVENTS} calls into student code in one test")
+        self.events.append(event)
+
+    def record_writes(self) -> None:
+        if self._paused:
+            return
+        for handle, obj in enumerate(self.tracked):
+            now = self.fingerprint(obj)
+            if now != self._fingerprints[handle]:
+                self._fingerprints[handle] = now
+                grad = obj.grad if isinstance(obj, torch.Tensor) else None
+                self.add({"k": "write", "h": handle, "r": encode(obj, self),
+                          "g": None if grad is None else encode(grad, self)})
+
+    def save(self, directory: Path) -> None:
+        stem = directory / file_stem(self.nodeid)
+        save_file(self.tensors, str(stem) + ".safetensors")
+        Path(str(stem) + ".json").write_text(json.dumps({"nodeid": self.nodeid, "events": self.events}))
+
+    # replay side
+    @classmethod
+    def load(cls, directory: Path, nodeid: str) -> "TestRecording | None":
+        stem = directory / file_stem(nodeid)
+        meta, data = Path(str(stem) + ".json"), Path(str(stem) + ".safetensors")
+        if not meta.is_file() or not data.is_file():
+            return None
+        content = json.loads(meta.read_text())
+        if content.get("nodeid") != nodeid:
+            return None
+        return cls(nodeid, content["events"], load_file(str(data)))
+
+    def tensor(self, key: str) -> torch.Tensor:
+        return self.tensors[key].clone()
+
+    def next(self, kind: str, ref: Any, args_digest: str | None = None) -> dict:
+        """The event answering this question: the next one in order, or (when a test asks
+        again what it asked before, as hypothesis does to report a failing example) the
+        first earlier one asking exactly the same."""
+        want = {"k": kind, "ref": ref, **({"a": args_digest} if args_digest is not None else {})}
+        self._skip_writes()
+        if self.cursor < len(self.events) and _matches(self.events[self.cursor], want):
+            event = self.events[self.cursor]
+            self.cursor += 1
+            return event
+        for i, event in enumerate(self.events):
+            if _matches(event, want):
+                self.cursor = i + 1
+                return event
+        if self.cursor >= len(self.events):
+            raise RecordingError(
+                "INCOMPLETE: the sandboxed run stopped before this point of the test "
+                "(a crash, a timeout, a memory limit, or an exit from student code)")
+        got = self.events[self.cursor]
+        raise RecordingError(
+            f"DIVERGED: the test asked for {kind} {ref!r} but the sandboxed run recorded "
+            f"{got.get('k')} {got.get('ref')!r} here (student code behaved differently in the sandbox, "
+            "e.g. it depends on state, time or randomness it does not control)")
+
+    def _skip_writes(self):
+        while self.cursor < len(self.events) and self.events[self.cursor]["k"] in ("write", "callback"):
+            self.cursor += 1
+
+    def apply_side_effects(self) -> None:
+        """After a call: replay callbacks and writes recorded around it, in order."""
+        from .boundary import unwrap  # noqa: F401  (kept for symmetry with the record side)
+
+        start = self.cursor - 1
+        # callbacks were recorded before the call's own event; writes after it
+        i = start - 1
+        callbacks = []
+        while i >= 0 and self.events[i]["k"] == "callback":
+            callbacks.append(self.events[i])
+            i -= 1
+        for event in reversed(callbacks):
+            fn = self.callbacks[event["h"]] if event["h"] < len(self.callbacks) else None
+            if fn is not None:
+                args = decode(event["args"], self)
+                try:
+                    fn(*args)
+                except Exception:  # the test's own callable; its failure is the test's business
+                    pass
+        while self.cursor < len(self.events) and self.events[self.cursor]["k"] == "write":
+            event = self.events[self.cursor]
+            self.cursor += 1
+            if event["h"] < len(self.tracked):
+                _apply_write(self.tracked[event["h"]], decode(event["r"], self),
+                             None if event.get("g") is None else decode(event["g"], self))
+
+
+def _matches(event: dict, want: dict) -> bool:
+    return all(event.get(k) == v for k, v in want.items())
+
+
+def _mutables(value, depth=0):
+    if depth > 4:
+        return
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        yield value
+    elif isinstance(value, (list, dict)):
+        yield value
+        for item in (value.values() if isinstance(value, dict) else value):
+            yield from _mutables(item, depth + 1)
+    elif isinstance(value, tuple):
+        for item in value:
+            yield from _mutables(item, depth + 1)
+
+
+def _apply_write(target, value, grad) -> None:
+    if isinstance(target, torch.Tensor) and isinstance(value, torch.Tensor):
+        with torch.no_grad():
+            if target.shape != value.shape:
+                target.data = value.to(target.dtype)
+            else:
+                target.copy_(value)
+        target.grad = None if grad is None else grad.to(target.dtype)
+    elif isinstance(target, np.ndarray) and isinstance(value, np.ndarray) and target.shape == value.shape:
+        target[...] = value
+    elif isinstance(target, list) and isinstance(value, list):
+        target[:] = value
+    elif isinstance(target, dict) and isinstance(value, dict):
+        target.clear()
+        target.update(value)
+
+
+# --- the replay side of the boundary ------------------------------------------------------
+
+
+class ReplayCallable:
+    """Stands for a student function or method; answers from the recording."""
+
+    def __init__(self, ref: Any, name: str, module):
+        self._kata_ref, self._kata_name, self._kata_module = ref, name, module
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True
+        return self._kata_module._replay_call(self._kata_ref, self._kata_name, args, kwargs)
+
+    def with_grad(self, *args, **kwargs):
+        __tracebackhide__ = True
+        ref = list(self._kata_ref) + ["with_grad"]
+        return self._kata_module._replay_call(ref, f"{self._kata_name}.with_grad", args, kwargs)
+
+    def __repr__(self):
+        return f"<replayed {self._kata_name}>"
+
+
+class ReplayObject:
+    """Stands for an object of a student class; attribute reads and calls answer from the recording."""
+
+    def __init__(self, oid: int, type_name: str, rec: TestRecording):
+        object.__setattr__(self, "_kata_oid", oid)
+        object.__setattr__(self, "_kata_type", type_name)
+
+    def __getattr__(self, attr):
+        __tracebackhide__ = True
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        from .boundary import replay_module_for
+
+        return replay_module_for(self)._replay_getattr(self, attr)
+
+    def __setattr__(self, attr, value):
+        from .boundary import replay_module_for
+
+        replay_module_for(self)._replay_simple(["set", self._kata_oid], (attr, value))
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True
+        from .boundary import replay_module_for
+
+        return replay_module_for(self)._replay_call(["o", self._kata_oid], self._kata_type, args, kwargs)
+
+    def with_grad(self, *args, **kwargs):
+        __tracebackhide__ = True
+        from .boundary import replay_module_for
+
+        return replay_module_for(self)._replay_call(["o", self._kata_oid, "with_grad"],
+                                                    f"{self._kata_type}.with_grad", args, kwargs)
+
+    def __getitem__(self, key):
+        from .boundary import replay_module_for
+
+        return replay_module_for(self)._replay_simple(["item", self._kata_oid], (key,))
+
+    def __len__(self):
+        from .boundary import replay_module_for
+
+        return replay_module_for(self)._replay_simple(["len", self._kata_oid], ())
+
+    def __iter__(self):
+        from .boundary import replay_module_for
+
+        return iter(replay_module_for(self)._replay_simple(["iter", self._kata_oid], ()))
+
+    def __repr__(self):
+        return f"<replayed {self._kata_type}>"
+
+
+def current() -> TestRecording | None:
+    return _session
+
+
+def start_test(nodeid: str) -> None:
+    global _session
+    if mode == "record":
+        _session = TestRecording(nodeid)
+        # If the sandbox dies in this test, the grader knows which one it was.
+        (_directory / "started.txt").write_text(nodeid)
+    elif mode == "replay":
+        _session = TestRecording.load(_directory, nodeid) or TestRecording(nodeid, events=None)
+        _session.missing = not (_directory / (file_stem(nodeid) + ".json")).is_file()
+    else:
+        _session = None
+
+
+def _reap_strays() -> None:
+    """In the sandbox's own PID namespace (where the test runner is PID 1), every other
+    process was started by student code: end them all before the next test (fork bombs,
+    background loops)."""
+    import os
+    import signal
+
+    if os.getpid() != 1:
+        return
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != "1":
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def finish_test() -> None:
+    global _session
+    if mode == "record":
+        _reap_strays()
+    if mode == "record" and _session is not None and _directory is not None:
+        _session.save(_directory)
+        (_directory / "started.txt").unlink(missing_ok=True)
+    _session = None

@@ -1,0 +1,125 @@
+"""`kata grade` against adversarial submissions: no point that was not earned, ever.
+
+Every submission here attacks week2/attention (and a few also carry a correct
+week2/micrograd, whose score must survive the attack). Each is graded by the real
+`kata grade` command, in a subprocess, with hidden tests.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from graders import impl
+
+pytestmark = [pytest.mark.grading, pytest.mark.timeout(3000)]
+
+ADVERSARIAL = Path(__file__).parent / "adversarial"
+REFERENCE = impl.NAMED_ROOTS["reference"]
+WITH_MICROGRAD = {"os_exit_at_import", "fork_bomb", "memory_bomb", "patch_pytest_and_checks", "infinite_loop"}
+
+
+def submissions(tmp: Path) -> dict[str, Path]:
+    subs = {}
+    for src in sorted(ADVERSARIAL.iterdir()):
+        dst = tmp / src.name
+        shutil.copytree(src, dst, symlinks=True)
+        subs[src.name] = dst
+    symlinked = tmp / "symlinked"
+    (symlinked / "week2").mkdir(parents=True, exist_ok=True)
+    (symlinked / "week2" / "attention.py").symlink_to(REFERENCE / "week2" / "attention.py")
+    subs["symlinked"] = symlinked
+    for name in WITH_MICROGRAD:
+        shutil.copy(REFERENCE / "week2" / "micrograd.py", subs[name] / "week2" / "micrograd.py")
+    subs["honest_reference"] = tmp / "honest"
+    shutil.copytree(REFERENCE, subs["honest_reference"])
+    subs["stubs"] = tmp / "stubs"
+    shutil.copytree(impl.NAMED_ROOTS["katas"], subs["stubs"], ignore=shutil.ignore_patterns("test_*", "*.toml"))
+    partial = tmp / "partial"
+    (partial / "week2").mkdir(parents=True)
+    source = (REFERENCE / "week2" / "attention.py").read_text()
+    cut = source.index("def scaled_dot_product_attention")
+    (partial / "week2" / "attention.py").write_text(source[:cut])  # softmax and causal_mask only
+    subs["partial"] = partial
+    return subs
+
+
+def grade(path: Path, out: Path, only: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "KATA_IMPL"}
+    result = subprocess.run([sys.executable, "-m", "graders.cli", "grade", str(path), "--only", only, "--hidden",
+                             "--format", "json", "--out", str(out)], cwd=impl.PROJECT_ROOT, env=env,
+                            capture_output=True, text=True, timeout=2400)
+    assert result.returncode == 0, f"kata grade failed on {path.name}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return json.loads(out.read_text())
+
+
+def live_score(path: Path) -> float:
+    """What pytest itself gives an honest submission (no sandbox, no replay)."""
+    report = path.parent / f"{path.name}-live.json"
+    env = {k: v for k, v in os.environ.items() if k != "KATA_IMPL"}
+    subprocess.run([sys.executable, "-m", "pytest", "katas/week2/test_attention.py", "katas/week2/test_attention_hidden.py",
+                    "--impl", str(path), "--hidden", "--kata-report", str(report), "-q", "-p", "no:cacheprovider"],
+                   cwd=impl.PROJECT_ROOT, env=env, capture_output=True, timeout=600)
+    results = json.loads(report.read_text())["results"]
+    return sum(r["points"] for r in results if r["outcome"] == "passed")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("grading")
+    subs = submissions(tmp)
+
+    def one(item):
+        name, path = item
+        only = "week2" if name in WITH_MICROGRAD else "week2/attention"
+        return name, grade(path, tmp / f"{name}.json", only)
+
+    with ThreadPoolExecutor(2) as pool:
+        reports = dict(pool.map(one, subs.items()))
+    reports["_partial_live"] = live_score(subs["partial"])
+    return reports
+
+
+ATTACKS = sorted(p.name for p in ADVERSARIAL.iterdir()) + ["symlinked"]
+
+
+@pytest.mark.parametrize("name", ATTACKS)
+def test_attack_earns_nothing(graded, name):
+    report = graded[name]
+    attention = report["katas"].get("week2/attention", {})
+    assert attention.get("max_score", 0) > 0, f"{name}: no attention tests were graded: {report['katas']}"
+    assert attention["score"] == 0, f"{name} earned {attention['score']} points: " + json.dumps(
+        [t for t in report["tests"] if t["score"] > 0 and t["kata"] == "week2/attention"][:3])
+    if name in WITH_MICROGRAD:
+        micrograd = report["katas"]["week2/micrograd"]
+        assert micrograd["score"] == micrograd["max_score"] > 0, f"{name} cost micrograd points: {micrograd}"
+
+
+def test_honest_reference_scores_full_marks(graded):
+    report = graded["honest_reference"]
+    assert report["max_score"] > 0 and report["score"] == report["max_score"], [
+        t["name"] for t in report["tests"] if t["score"] < t["max_score"]]
+
+
+def test_stubs_score_zero(graded):
+    assert graded["stubs"]["score"] == 0 and graded["stubs"]["max_score"] > 0
+
+
+def test_partial_submission_scores_exactly_what_it_earned(graded):
+    report = graded["partial"]
+    assert 0 < report["score"] < report["max_score"]
+    assert report["score"] == graded["_partial_live"]
+
+
+def test_report_names_the_protections_and_hides_hidden_test_output(graded):
+    report = graded["honest_reference"]
+    assert "resource limits" in report["sandbox"]["protections"]
+    hidden = [t for t in report["tests"] if t["hidden"]]
+    assert hidden and all(t["visibility"] == "after_published" for t in hidden)
+    failing_hidden = [t for t in graded["stubs"]["tests"] if t["hidden"]]
+    assert failing_hidden and all(t["output"] == "failed (hidden test)" for t in failing_hidden)
