@@ -80,27 +80,35 @@ def _test_files(root: Path, katas: list[catalog.Kata], hidden: bool) -> list[str
 
 def record(submission: Path, course: Path, katas: list[catalog.Kata], hidden: bool, limits: sandbox.Limits,
            work: Path) -> tuple[sandbox.Sandbox, dict[str, str]]:
-    """Run the sandboxed child until every test is recorded or written off; {nodeid: why it has none}."""
+    """Run the sandboxed child, one kata at a time (a kata that hangs, crashes or exhausts
+    memory cannot cost another kata anything), restarting it past tests that kill it;
+    returns the sandbox and {nodeid: why it has no recording}."""
     box = sandbox.build(submission, course, work, katas)
-    files = _test_files(box.root, katas, hidden)
     crashed: dict[str, str] = {}
-    kills_per_kata: dict[str, int] = {}
-    for _attempt in range(2 * len(katas) + 2):
-        deselect = sorted(sandbox.recorded_nodeids(box) | set(crashed))
-        run = sandbox.run_child(box, course, files, hidden, limits, deselect)
-        if run.started is None and not run.timed_out:
-            break  # the child got through every remaining test
-        why = ("the sandbox's time limit ran out" if run.timed_out else
-               f"the sandboxed run died (exit status {run.returncode}) — a crash, os._exit, or a resource limit")
-        if run.started is None:
-            break
-        crashed[run.started] = why
-        kata_file = run.started.split("::")[0]
-        kills_per_kata[kata_file] = kills_per_kata.get(kata_file, 0) + 1
-        if kills_per_kata[kata_file] >= 2 or run.timed_out:
-            # Write off the rest of this file rather than restart once per test.
-            for nodeid in _collect(files=[str(box.root / kata_file)], root=box.root):
-                crashed.setdefault(nodeid, why)
+    for kata in katas:
+        files = _test_files(box.root, [kata], hidden)
+        if not files:
+            continue
+        kills = 0
+        while kills < 3:
+            deselect = sorted(sandbox.recorded_nodeids(box) | set(crashed))
+            run = sandbox.run_child(box, course, files, hidden, limits, deselect)
+            if run.started is None and not run.timed_out:
+                break  # the child got through every remaining test of this kata
+            why = ("the sandbox's time limit for this kata ran out" if run.timed_out else
+                   f"the sandboxed run died (exit status {run.returncode}): a crash, os._exit, or a resource limit")
+            if run.started:
+                crashed[run.started] = why
+            kills += 1
+            if run.timed_out or run.started is None:
+                break
+        else:
+            why = "the sandboxed run died three times in this kata; its remaining tests were not run"
+        if kills:
+            done = sandbox.recorded_nodeids(box)
+            for nodeid in _collect(files, box.root):
+                if nodeid not in done:
+                    crashed.setdefault(nodeid, why)
     return box, crashed
 
 

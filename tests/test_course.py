@@ -111,3 +111,30 @@ def test_release_is_a_working_student_copy(tmp_path):
         (impl.PROJECT_ROOT / "reference" / "week2" / "attention.py").read_text())
     solved = subprocess.run(run, cwd=out, env=env, capture_output=True, text=True, timeout=600)
     assert solved.returncode == 0 and " failed" not in solved.stdout, solved.stdout[-2000:]
+
+
+def test_static_forbidden_scan_accepts_every_correct_solution():
+    """The grader's source scan must never accuse the reference or a correct alternative."""
+    from graders import selfcheck, static
+
+    for kata in catalog.all_katas():
+        sources = [impl.NAMED_ROOTS["reference"] / f"{kata.id}.py"] + [p for k, p in selfcheck.alternatives(kata.id)]
+        for source in sources:
+            assert static.violations(source, kata.forbidden) == {}, f"{kata.id}: {source} flagged"
+
+
+def test_static_forbidden_scan_follows_aliases(tmp_path):
+    from graders import static
+
+    forbidden = catalog.load("week2/attention").forbidden
+    cases = {
+        "import torch.nn.functional as F\ndef softmax(x, dim=-1):\n    return F.softmax(x, dim)\n": "softmax",
+        "from torch.nn import functional as G\ndef f(q, k, v):\n    return getattr(G, 'scaled_dot_product_attention')(q, k, v)\n": "*",
+        "import torch\ndef softmax(x, dim=-1):\n    return torch.ops.aten._softmax(x, dim, False)\n": "softmax",
+        "import torch\ndef scaled_dot_product_attention(q, k, v):\n    return torch.softmax(q @ k.mT, -1) @ v\n": None,
+    }
+    for i, (source, where) in enumerate(cases.items()):
+        path = tmp_path / f"case{i}.py"
+        path.write_text(source)
+        found = static.violations(path, forbidden)
+        assert (where in found) if where else found == {}, (source, found)
