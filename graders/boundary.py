@@ -193,7 +193,13 @@ class StudentCallable:
         return self._kata_module._call(f"{name}.with_grad", forward_and_backward, args, kwargs, ref=self._kata_ref)
 
     def __getattr__(self, attr):
-        return getattr(self._kata_target, attr)
+        value = getattr(self._kata_target, attr)
+        if isinstance(self._kata_target, type) and not attr.startswith("_") and callable(value) \
+                and not isinstance(value, type):
+            # QuantizedLinear.from_linear(...): a classmethod is student code too
+            name = f"{self._kata_name}.{attr}"
+            return StudentCallable(value, name, self._kata_module, ref=("f", name))
+        return value
 
     def __repr__(self):
         return f"<student {self._kata_name}>"
@@ -291,6 +297,30 @@ class StudentObject:
 
     def __repr__(self):
         return f"<student {type(self._kata_target).__name__}>"
+
+
+# Operators on student objects (micrograd's Value: a + b, 2 * a, a ** 3, -a) cross the
+# boundary like any method call; Python looks these up on the type, not via __getattr__.
+OPERATORS = ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
+             "__rtruediv__", "__pow__", "__rpow__", "__neg__", "__matmul__", "__rmatmul__")
+
+
+def _operator(name: str):
+    def apply(self, *args):
+        __tracebackhide__ = True
+        method = getattr(self._kata_target, name, None)
+        if method is None:
+            return NotImplemented
+        cls = type(self._kata_target).__name__
+        return self._kata_module._call(f"{cls}.{name}", method, args, {}, ref=("m", self, name))
+
+    apply.__name__ = name
+    return apply
+
+
+for _name in OPERATORS:
+    setattr(StudentObject, _name, _operator(_name))
+recording._install_operators()
 
 
 class _Withheld:
@@ -462,7 +492,7 @@ class StudentModule:
         description = describe_call(name, _stub_signature(self._dotted, name, ref[0] == "o"), args, kwargs)
         rec.track((args, kwargs))
         for value in list(args) + list(kwargs.values()):
-            if callable(value) and not isinstance(value, (recording.ReplayObject, recording.ReplayCallable, type)):
+            if _is_callback(value):
                 rec.callback_id(value)
         problem = static_problem(self, name)
         event = self._next(rec, "call", list(ref), recording.digest((args, kwargs), rec))
@@ -482,6 +512,8 @@ class StudentModule:
     def _call(self, name: str, fn: Callable, args: tuple, kwargs: dict, ref: tuple = ("f", None)):
         __tracebackhide__ = True
         rec = self._recording
+        if rec is not None and rec._paused:  # inside a throughput measurement: nothing to record
+            rec = None
         args, kwargs = _materialize(args), {k: _materialize(v) for k, v in kwargs.items()}
         if rec is not None:
             event = {"k": "call", "ref": self._ref(rec, ref if ref[1] is not None else ("f", name)),
@@ -580,9 +612,17 @@ def _materialize(value):
     return value
 
 
+def _is_callback(value) -> bool:
+    """A function of the test's handed to student code (an agent's LLM, a tool), whose calls
+    the grader must replay; modules, classes and student objects are not callbacks."""
+    import functools
+
+    return inspect.isfunction(value) or inspect.ismethod(value) or isinstance(value, functools.partial)
+
+
 def _record_callbacks(rec, args, kwargs):
     def proxy(value):
-        if not callable(value) or isinstance(value, (StudentObject, StudentCallable, type)):
+        if not _is_callback(value):
             return value
         handle = rec.callback_id(value)
 

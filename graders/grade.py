@@ -83,7 +83,8 @@ def record(submission: Path, course: Path, katas: list[catalog.Kata], hidden: bo
     """Run the sandboxed child, one kata at a time (a kata that hangs, crashes or exhausts
     memory cannot cost another kata anything), restarting it past tests that kill it;
     returns the sandbox and {nodeid: why it has no recording}."""
-    box = sandbox.build(submission, course, work, katas)
+    # Every kata module goes into the sandbox (kv_cache needs gpt2), even when grading one.
+    box = sandbox.build(submission, course, work, catalog.all_katas(course / "katas"), katas)
     crashed: dict[str, str] = {}
     for kata in katas:
         files = _test_files(box.root, [kata], hidden)

@@ -25,8 +25,10 @@ from hypothesis import HealthCheck, Phase, settings
 
 from . import boundary, catalog, impl, recording
 
+# dev skips shrinking: a student's failure shows its first failing example at once, and a
+# stub (every example fails) costs one example, not a shrinking search.
 PROFILES = {
-    "dev": settings(max_examples=15),
+    "dev": settings(max_examples=15, phases=[Phase.explicit, Phase.reuse, Phase.generate]),
     "ci": settings(max_examples=40),
     "grading": settings(max_examples=40, phases=[Phase.explicit, Phase.reuse, Phase.generate]),
 }
@@ -79,6 +81,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "grading: end-to-end `kata grade` of adversarial submissions (slow stage)",
     ):
         config.addinivalue_line("markers", line)
+    import torch
+
+    # One thread by default: tiny kata tensors run faster without thread hand-offs, results
+    # do not depend on the machine's core count, and parallel runs do not oversubscribe.
+    torch.set_num_threads(int(os.environ.get("KATA_THREADS", "1")))
     label = config.getoption("impl") or os.environ.get(impl.ENV_VAR) or "katas"
     implementation = impl.resolve(label)
     if not implementation.root.is_dir():

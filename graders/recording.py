@@ -390,6 +390,13 @@ class ReplayCallable:
         __tracebackhide__ = True
         return self._kata_module._replay_call(self._kata_ref, self._kata_name, args, kwargs)
 
+    def __getattr__(self, attr):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        # a classmethod of a student class: recorded as the module function "Class.attr"
+        name = f"{self._kata_name}.{attr}"
+        return ReplayCallable(["f", self._kata_ref[1], name], name, self._kata_module)
+
     def with_grad(self, *args, **kwargs):
         __tracebackhide__ = True
         ref = list(self._kata_ref) + ["with_grad"]
@@ -449,6 +456,24 @@ class ReplayObject:
 
     def __repr__(self):
         return f"<replayed {self._kata_type}>"
+
+
+def _replayed_operator(name: str):
+    def apply(self, *args):
+        __tracebackhide__ = True
+        from .boundary import replay_module_for
+
+        return replay_module_for(self)._replay_call(["m", self._kata_oid, name], f"{self._kata_type}.{name}", args, {})
+
+    apply.__name__ = name
+    return apply
+
+
+def _install_operators():
+    from .boundary import OPERATORS
+
+    for name in OPERATORS:
+        setattr(ReplayObject, name, _replayed_operator(name))
 
 
 def current() -> TestRecording | None:

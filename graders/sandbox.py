@@ -10,6 +10,7 @@ user. Its only output the grader reads is the recording (JSON + safetensors).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import resource
@@ -25,7 +26,7 @@ from pathlib import Path
 from . import catalog
 
 MAX_SOURCE_BYTES = 512 * 1024
-NOBODY = 65534
+NOBODY = 65534  # the unprivileged uid when no other is free; each sandbox gets its own (see _uid)
 HIDDEN_PATHS = ("reference", "tests")
 COPIED = ("graders", "fixtures", "checkpoints")
 
@@ -35,7 +36,7 @@ class Limits:
     wall_seconds: float = 900.0  # the whole child run
     test_seconds: float = 60.0  # one test (pytest-timeout inside the child)
     memory_bytes: int = 8 * 2**30  # address space: torch alone maps a few GB
-    processes: int = 64  # per user in the sandbox: threads count too, torch starts a few
+    processes: int = 128  # per uid, threads included (torch starts a few per process)
     file_bytes: int = 256 * 2**20
     output_bytes: int = 64 * 1024  # kept from the child's stdout/stderr
 
@@ -62,8 +63,10 @@ def _readable_tree(path: Path) -> None:
         p.chmod(0o755 if p.is_dir() else 0o644)
 
 
-def build(submission: Path, course: Path, workdir: Path, katas: list[catalog.Kata]) -> Sandbox:
-    """Lay out the child's directory: trusted files, plus the submission's validated kata modules."""
+def build(submission: Path, course: Path, workdir: Path, katas: list[catalog.Kata],
+          graded: list[catalog.Kata] | None = None) -> Sandbox:
+    """Lay out the child's directory: trusted files, the tests of the `graded` katas, and the
+    submission's validated modules of all `katas`."""
     root = workdir / "sandbox"
     root.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "recipes", "READY", "TRAINED")
@@ -71,7 +74,7 @@ def build(submission: Path, course: Path, workdir: Path, katas: list[catalog.Kat
         if (course / name).is_dir():
             shutil.copytree(course / name, root / name, ignore=ignore)
     katas_dir = root / "katas"
-    for kata in katas:
+    for kata in graded if graded is not None else katas:
         week_dir = katas_dir / kata.week
         week_dir.mkdir(parents=True, exist_ok=True)
         for path in (course / "katas" / kata.week).glob(f"*{kata.name}*"):
@@ -123,12 +126,22 @@ def _isolation_prefix(course: Path) -> tuple[list[str], list[str]]:
     if probe.returncode != 0:
         return [], ["resource limits", "wall-clock kill", "scrubbed environment"]
     hide = " ".join(f"mount -t tmpfs -o size=1k tmpfs {course / p};" for p in HIDDEN_PATHS if (course / p).is_dir())
-    script = (f"mount --make-rprivate / && {hide} exec setpriv --reuid={NOBODY} --regid={NOBODY} "
+    uid = _uid()
+    script = (f"mount --make-rprivate / && {hide} exec setpriv --reuid={uid} --regid={uid} "
               f"--clear-groups --no-new-privs \"$@\"")
     prefix = ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "sh", "-c", script, "sandbox"]
     return prefix, ["resource limits", "wall-clock kill", "scrubbed environment", "no network (network namespace)",
-                    "course reference/ and tests/ hidden (mount namespace)", f"unprivileged user (uid {NOBODY})",
+                    "course reference/ and tests/ hidden (mount namespace)", f"unprivileged user (uid {uid})",
                     "own PID namespace"]
+
+
+def _uid() -> int:
+    """A uid of its own for each concurrent sandbox: the process limit counts per uid, so
+    sandboxes graded side by side (`--jobs`) must not share one."""
+    return 200_000 + (os.getpid() % 10_000) * 100 + next(_sandbox_counter) % 100
+
+
+_sandbox_counter = itertools.count()
 
 
 def _set_limits(limits: Limits):

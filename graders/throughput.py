@@ -2,19 +2,19 @@
 
 Machines are noisy and students' laptops differ by 10x, so a kata never asserts an absolute
 time. Instead the candidate and a baseline run interleaved in the same process (A, B, A,
-B, ...) after a warm-up, each sample timed with `torch.utils.benchmark.Timer` (which
-synchronises CUDA around GPU work), and the medians are compared. Interleaving means a
+B, ...) after a warm-up, each sample timed with a monotonic clock (CUDA synchronised on
+both sides of GPU work), and the medians are compared. Interleaving means a
 burst of load from elsewhere hits both sides alike.
 """
 
 from __future__ import annotations
 
 import statistics
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.utils.benchmark as benchmark
 
 from .check import _fail
 
@@ -30,8 +30,16 @@ class Timing:
         return self.baseline / self.candidate
 
 
-def _sampler(fn: Callable[[], object]) -> benchmark.Timer:
-    return benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+def _time_once(fn: Callable[[], object], number: int) -> float:
+    """Seconds per call over `number` calls, with CUDA work finished on both sides."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / number
 
 
 def measure(candidate: Callable[[], object], baseline: Callable[[], object], *,
@@ -59,14 +67,13 @@ def measure(candidate: Callable[[], object], baseline: Callable[[], object], *,
 
 
 def _measure(candidate, baseline, warmup, rounds, number) -> Timing:
-    timers = _sampler(candidate), _sampler(baseline)
     for _ in range(warmup):
         candidate()
         baseline()
     samples: tuple[list[float], list[float]] = ([], [])
     for _ in range(rounds):
-        for timer, out in zip(timers, samples):
-            out.append(timer.timeit(number).median)
+        samples[0].append(_time_once(candidate, number))
+        samples[1].append(_time_once(baseline, number))
     return Timing(statistics.median(samples[0]), statistics.median(samples[1]))
 
 

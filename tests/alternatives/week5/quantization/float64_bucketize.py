@@ -89,19 +89,13 @@ def nf4_dequantize(codes, absmax, shape, block_size=64):
 
 
 class QuantizedLinear(nn.Module):
-    def __init__(self, out_features, in_features, method, bits, group_size, has_bias):
+    def __init__(self, linear, method="absmax", bits=8, group_size=None):
         super().__init__()
-        self.shape = (out_features, in_features)
+        out_f, in_f = linear.weight.shape
+        self.shape = (out_f, in_f)
         self.method = method
         self.bits = 4 if method == "nf4" else bits
-        self.group = group_size or in_features
-        self.bias = None
-        self.has_bias = has_bias
-
-    @classmethod
-    def from_linear(cls, linear, method="absmax", bits=8, group_size=None):
-        out_f, in_f = linear.weight.shape
-        self = cls(out_f, in_f, method, bits, group_size, linear.bias is not None)
+        self.group = group_size or in_f
         groups = linear.weight.detach().float().reshape(-1, self.group)
         if method == "absmax":
             q, s = absmax_quantize(groups, self.bits, dim=0)
@@ -116,9 +110,11 @@ class QuantizedLinear(nn.Module):
         codes = codes.reshape(-1)
         self.register_buffer("codes", pack_int4(codes.to(torch.uint8)) if self.bits == 4 else codes)
         self.register_buffer("scales", s.reshape(-1).float())
-        if linear.bias is not None:
-            self.bias = nn.Parameter(linear.bias.detach().clone())
-        return self
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
+
+    @classmethod
+    def from_linear(cls, linear, method="absmax", bits=8, group_size=None):
+        return cls(linear, method, bits, group_size)
 
     def forward(self, x):
         codes = unpack_int4(self.codes) if self.bits == 4 else self.codes

@@ -1,0 +1,469 @@
+"""Public tests for week1/bpe.
+
+Oracles: tiktoken (an `Encoding` built offline from the same merges) for encoding; Python's
+own `str.replace`, `collections.Counter` and `bytes.decode(errors="replace")` for the small
+functions; golden fixtures made by the reference for training (the tie-break makes the
+merges unique, so they are compared exactly) and for what tiktoken does not do (special
+tokens matched longest first).
+"""
+
+import functools
+import hashlib
+import inspect
+import json
+import random
+from collections import Counter
+
+import pytest
+import regex
+import tiktoken
+import tiktoken_ext.openai_public
+from hypothesis import given, strategies as st
+
+from graders import check, fixtures, student, throughput
+
+bpe = student("week1.bpe")
+
+EOT = "<|endoftext|>"
+GPT2 = tiktoken_ext.openai_public.r50k_pat_str
+# cl100k_base's pat_str is only written inside a function in tiktoken_ext; the test below
+# checks that this copy is verbatim in its source.
+GPT4 = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+PATTERNS = {"gpt4": GPT4, "gpt2": GPT2, "none": None}
+CORPUS_DIR = fixtures.FIXTURES_DIR / "corpus"
+
+# Texts for the tiktoken comparison, one per kind of input.
+TEXTS = {
+    "english": "Once upon a time, there was a little cat named Lily. She liked to play in the garden!",
+    "contractions": "I'm sure they'll say it's fine, but we've had WE'RE and DON'T before.",
+    "numbers": "In 2024 we sold 1234567 apples for $3.99 each (12.5% off), i.e. 4,938,271.33.",
+    "code": 'def add(a, b):\n    """Add."""\n    return a + b\n\nif __name__ == "__main__":\n\tprint(add(1, 2))\n',
+    "cjk": "今天天气很好。学习新的语言需要耐心。きょうはいい天気ですね。오늘은 날씨가 좋아요.",
+    "arabic": "الطقس جميل اليوم. وجدت القطة كرة حمراء في الحديقة.",
+    "cyrillic_greek_hindi": "Кошка нашла мяч. Η γάτα βρήκε μια μπάλα. बिल्ली को गेंद मिली।",
+    "emoji": "I love my cat 🐱🐱! Family: 👨‍👩‍👧‍👦, thumbs 👍🏽, flags 🇫🇷🇯🇵.",
+    "whitespace": "a  b   c    d\t\te\n\n\nf   \r\n  g     \n    ",
+    "mixed": "Tom说: «Привет, 世界!» 🙂 x=1;\ty = 22  #注释\n   مرحبا   end",
+}
+
+
+# --- helpers (no student code here) ------------------------------------------------------
+
+
+@functools.cache
+def data():
+    return fixtures.load("week1/bpe")
+
+
+@functools.cache
+def corpus():
+    text = (CORPUS_DIR / "corpus.txt").read_text(encoding="utf-8")
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == data()["corpus_sha256"], \
+        "fixtures/corpus/corpus.txt is not the corpus the fixtures were made from"
+    return text
+
+
+def special_text(text):
+    """The corpus with its document separators rotated through three special strings."""
+    docs = text.split(EOT)
+    seps = ["<|a|><|b|>", "<|a|>", EOT]
+    return "".join(doc + seps[i % 3] for i, doc in enumerate(docs))
+
+
+def training_text(name):
+    if name == "special_text":
+        return special_text(corpus())
+    if name == "corpus":
+        return corpus()
+    return corpus()[: int(name.removeprefix("corpus[:").removesuffix("]"))]
+
+
+def expected_training(name):
+    """(vocab, merges) the reference learned for fixture configuration `name`."""
+    t = data()["train"][name]
+    vocab = {int(i): bytes.fromhex(h) for i, h in t["vocab"].items()}
+    merges = [(bytes.fromhex(a), bytes.fromhex(b)) for a, b in t["merges"]]
+    return vocab, merges
+
+
+def train_args(name):
+    t = data()["train"][name]
+    return training_text(t["text"]), t["vocab_size"], PATTERNS[t["pattern"]], t["special_tokens"]
+
+
+def tokenizer_inputs(name="gpt4_512_eot"):
+    """vocab, merges, pattern, specials of a fixture tokenizer (gpt4_512_eot is the shipped one)."""
+    vocab, merges = expected_training(name)
+    t = data()["train"][name]
+    return vocab, merges, PATTERNS[t["pattern"]], t["special_tokens"]
+
+
+@functools.cache
+def tiktoken_encoding(name="gpt4_512_eot"):
+    """The oracle: tiktoken with the same merges (ranks are the ids), no download."""
+    vocab, merges, pattern, specials = tokenizer_inputs(name)
+    n_ordinary = 256 + len(merges)
+    return tiktoken.Encoding(
+        name=f"kata-{name}", pat_str=pattern,
+        mergeable_ranks={vocab[i]: i for i in range(n_ordinary)},
+        special_tokens={s: n_ordinary + k for k, s in enumerate(specials)},
+    )
+
+
+def make_tokenizer(name="gpt4_512_eot", specials=True):
+    vocab, merges, pattern, special_tokens = tokenizer_inputs(name)
+    return bpe.Tokenizer(vocab, merges, pattern, special_tokens if specials else None)
+
+
+def random_texts(seed, n):
+    """Seeded strings of arbitrary Unicode (any plane, no surrogates), biased towards
+    multi-byte characters and whitespace runs. One Tokenizer serves them all, so these are
+    loops rather than hypothesis examples."""
+    rng = random.Random(seed)
+    planes = [(0x20, 0x7E), (0x80, 0x7FF), (0x800, 0xFFFF), (0x10000, 0x10FFFF)]
+    texts = []
+    for _ in range(n):
+        chars = []
+        for _ in range(rng.randint(0, 40)):
+            if rng.random() < 0.15:
+                chars.append(rng.choice([" ", "  ", "\n", "\t", "\r\n", "   "]))
+                continue
+            cp = rng.randint(*rng.choice(planes))
+            chars.append(chr(0xFFFD if 0xD800 <= cp <= 0xDFFF else cp))
+        texts.append("".join(chars))
+    return texts
+
+
+def pairs_oracle(ids):
+    return dict(Counter(zip(ids, ids[1:])))
+
+
+def merge_oracle(ids, pair, new_id):
+    """Non-overlapping, left-to-right replacement is exactly what str.replace does."""
+    symbols = [chr(0x4E00 + i) for i in ids]
+    merged = "".join(symbols).replace(chr(0x4E00 + pair[0]) + chr(0x4E00 + pair[1]), chr(0x4E00 + new_id))
+    return [ord(c) - 0x4E00 for c in merged]
+
+
+# --- get_pair_counts and merge_pair ------------------------------------------------------
+
+
+@pytest.mark.points(1)
+def test_pair_counts_overlap():
+    check.equal(bpe.get_pair_counts([1, 1, 1]), pairs_oracle([1, 1, 1]), hint="overlapping_merge")
+    check.equal(bpe.get_pair_counts([5]), {})
+    check.equal(bpe.get_pair_counts([]), {})
+
+
+@pytest.mark.points(1)
+@given(ids=st.lists(st.integers(0, 3), max_size=30))
+def test_pair_counts_match_counter(ids):
+    check.equal(bpe.get_pair_counts(ids), pairs_oracle(ids), hint="overlapping_merge")
+
+
+@pytest.mark.points(1)
+def test_pair_counts_update_in_place():
+    counts = {(7, 7): 5, (1, 2): 1}
+    expected = Counter(counts) + Counter(pairs_oracle([7, 7, 7, 1, 2]))
+    out = bpe.get_pair_counts([7, 7, 7, 1, 2], counts)
+    check.equal(counts, dict(expected), hint="pair_counts_in_place", what="the dict passed in as counts")
+    check.equal(out, dict(expected), hint="pair_counts_in_place", what="the returned counts")
+
+
+@pytest.mark.points(1)
+def test_merge_pair_does_not_overlap():
+    for ids in ([5, 5, 5], [5, 5, 5, 5], [1, 5, 5, 5, 2, 5, 5]):
+        check.equal(bpe.merge_pair(ids, (5, 5), 9), merge_oracle(ids, (5, 5), 9), hint="overlapping_merge")
+
+
+@pytest.mark.points(2)
+@given(ids=st.lists(st.integers(0, 2), max_size=25), pair=st.tuples(st.integers(0, 2), st.integers(0, 2)))
+def test_merge_pair_matches_str_replace(ids, pair):
+    before = list(ids)
+    out = bpe.merge_pair(ids, pair, 7)
+    check.equal(out, merge_oracle(before, pair, 7), hint="overlapping_merge")
+    check.equal(ids, before, what="the input list (merge_pair must not modify it)")
+
+
+# --- train_bpe ---------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+def test_train_worked_example_tie_break():
+    """The catalogue's worked example: (b" ", b" ") first, then the tie goes to (b"  ", b" ")."""
+    vocab, merges = bpe.train_bpe("   a", 258, None)
+    check.equal(merges, [(b" ", b" "), (b"  ", b" ")], hint="wrong_tie_break", what="merges")
+    check.equal(vocab, {**{i: bytes([i]) for i in range(256)}, 256: b"  ", 257: b"   "},
+                hint="vocab_layout", what="vocab")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("name", ["none_290", "none_300_eot"])
+def test_train_ties_without_pattern(name):
+    """Short texts with no split pattern: many pairs tie, only the tie-break decides."""
+    vocab, merges = bpe.train_bpe(*train_args(name))
+    check.equal(merges, expected_training(name)[1], hint="wrong_tie_break", what="merges")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("name", ["gpt4_512_eot", "gpt4_800", "gpt2_700_eot", "gpt4_600_specials"])
+def test_train_matches_reference(name):
+    expected_vocab, expected_merges = expected_training(name)
+    vocab, merges = bpe.train_bpe(*train_args(name))
+    check.equal(merges, expected_merges, what="merges")
+    check.equal(vocab, expected_vocab, hint="vocab_layout", what="vocab")
+
+
+@pytest.mark.points(1)
+def test_train_default_pattern_is_gpt4():
+    """The default pattern is GPT4_SPLIT_PATTERN, and both patterns are tiktoken's, verbatim."""
+    text, vocab_size, _, specials = train_args("gpt4_512_eot")
+    _, merges = bpe.train_bpe(text, vocab_size, special_tokens=specials)
+    check.equal(merges, expected_training("gpt4_512_eot")[1], what="merges with the default pattern")
+    assert GPT4 in inspect.getsource(tiktoken_ext.openai_public.cl100k_base)  # our own copy, not graded
+    check.equal(bpe.GPT2_SPLIT_PATTERN, GPT2, what="GPT2_SPLIT_PATTERN (tiktoken's r50k_base pat_str)")
+    check.equal(bpe.GPT4_SPLIT_PATTERN, GPT4, what="GPT4_SPLIT_PATTERN (tiktoken's cl100k_base pat_str)")
+
+
+@pytest.mark.points(1)
+def test_train_stops_when_pairs_run_out():
+    """30 KB of stories has fewer distinct pairs than 2000 ids: training stops early and the
+    special token's id follows the last merge."""
+    expected_vocab, expected_merges = expected_training("gpt2_2000_eot")
+    vocab, merges = bpe.train_bpe(*train_args("gpt2_2000_eot"))
+    check.equal(merges, expected_merges, what="merges")
+    check.equal(vocab, expected_vocab, hint="vocab_layout", what="vocab")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("pattern", ["gpt4", "gpt2"])
+def test_merges_stay_inside_chunks(pattern):
+    """Every merged token must be a substring of some chunk of the training text."""
+    text = corpus()[:60000]
+    chunks = {c for piece in text.split(EOT) for c in regex.findall(PATTERNS[pattern], piece)}
+    blob = "\x00".join(chunks).encode("utf-8")  # NUL never occurs in the corpus
+    vocab, merges = bpe.train_bpe(text, 400, PATTERNS[pattern], [EOT])
+    crossing = [a + b for a, b in merges if a + b not in blob]
+    check.that(not crossing, f"merged tokens that span two chunks of the {pattern} split: {crossing[:5]}",
+               hint="cross_chunk_merge")
+
+
+@pytest.mark.points(1)
+def test_special_token_text_is_not_trained():
+    text = corpus()
+    assert "<|" not in text.replace(EOT, "") and "|>" not in text.replace(EOT, "")  # input sanity
+    vocab, merges = bpe.train_bpe(text, 512, GPT4, [EOT])
+    trained = [a + b for a, b in merges if b"<|" in a + b or b"|>" in a + b or b"endoftext" in a + b]
+    check.that(not trained, f"merges learned from the special token's own text: {trained[:5]}",
+               hint="special_trained")
+
+
+# --- Tokenizer.encode against tiktoken ---------------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("kind", list(TEXTS))
+def test_encode_matches_tiktoken(kind):
+    tok = make_tokenizer()
+    check.equal(tok.encode(TEXTS[kind]), tiktoken_encoding().encode_ordinary(TEXTS[kind]))
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("name", ["gpt2_700_eot", "gpt4_800"])
+def test_encode_matches_tiktoken_other_vocabularies(name):
+    text = "\n".join(TEXTS.values())
+    tok = make_tokenizer(name, specials=False)
+    check.equal(tok.encode(text), tiktoken_encoding(name).encode_ordinary(text))
+
+
+@pytest.mark.points(2)
+def test_encode_applies_merges_by_rank():
+    """Single chunks (no splitting involved): merges must be replayed in the order learned."""
+    words = sorted(set(regex.findall(GPT4, corpus()[:50000] + " ".join(TEXTS.values()))))
+    tok = make_tokenizer()
+    expected = [tiktoken_encoding().encode_ordinary(w) for w in words]
+    check.equal([tok.encode(w) for w in words], expected, hint="merge_order", what="ids of each chunk")
+
+
+@pytest.mark.points(2)
+def test_encode_never_merges_across_chunks():
+    text = "\n".join(TEXTS.values()) + " " + corpus()[:3000].replace(EOT, "\n")
+    tok = make_tokenizer()
+    by_chunk = [i for chunk in regex.findall(GPT4, text) for i in tok.encode(chunk)]
+    check.equal(tok.encode(text), by_chunk, hint="cross_chunk_merge",
+                what="encode(text) vs the concatenated encodings of its chunks")
+
+
+@pytest.mark.points(1)
+def test_encode_matches_tiktoken_on_any_text():
+    tok = make_tokenizer()
+    for text in random_texts(seed=0, n=60):
+        check.equal(tok.encode(text), tiktoken_encoding().encode_ordinary(text), what=f"encode({text!r:.60})")
+
+
+@pytest.mark.points(1)
+def test_encode_corpus_documents():
+    docs = corpus().split(EOT)[:200]
+    tok = make_tokenizer()
+    check.equal([tok.encode(d) for d in docs], [tiktoken_encoding().encode_ordinary(d) for d in docs])
+
+
+# --- special tokens ----------------------------------------------------------------------
+
+
+@pytest.mark.points(2)
+def test_special_token_is_one_id():
+    text = "Once upon a time<|endoftext|>The end.<|endoftext|><|endoftext|> a<|endoftext|>b"
+    expected = tiktoken_encoding().encode(text, allowed_special="all")
+    check.equal(make_tokenizer().encode(text), expected, hint="special_split")
+
+
+@pytest.mark.points(1)
+def test_special_token_text_is_ordinary_without_special_tokens():
+    text = "Once upon a time<|endoftext|>The end."
+    check.equal(make_tokenizer(specials=False).encode(text), tiktoken_encoding().encode_ordinary(text))
+
+
+@pytest.mark.points(2)
+def test_special_tokens_longest_first():
+    """Specials <|a|>, <|a|><|b|>, <|endoftext|>: tiktoken does not prefer the longest, so the
+    expected ids come from the reference (fixtures)."""
+    tok = make_tokenizer("gpt4_600_specials")
+    for case in data()["special_encode"]:
+        check.equal(tok.encode(case["text"]), case["ids"], hint="special_longest_first",
+                    what=f"encode({case['text']!r})")
+
+
+# --- decode ------------------------------------------------------------------------------
+
+
+@pytest.mark.points(2)
+def test_decode_inverts_encode():
+    tok = make_tokenizer()
+    for text in random_texts(seed=1, n=60):
+        check.equal(tok.decode(tok.encode(text)), text, hint="split_multibyte_decode")
+
+
+@pytest.mark.points(1)
+def test_decode_inverts_encode_on_every_script():
+    tok = make_tokenizer()
+    for text in TEXTS.values():
+        check.equal(tok.decode(tok.encode(text)), text, hint="split_multibyte_decode")
+
+
+@pytest.mark.points(1)
+def test_decode_replaces_a_split_character():
+    tok = make_tokenizer()
+    head = list("中".encode("utf-8"))[:2]        # the byte tokens of the first 2 of 3 bytes
+    check.equal(tok.decode(head), bytes(head).decode("utf-8", errors="replace"), hint="split_multibyte_decode")
+    ids = tiktoken_encoding().encode_ordinary("ab 🙂") + head
+    check.equal(tok.decode(ids), (b"ab \xf0\x9f\x99\x82" + bytes(head)).decode("utf-8", errors="replace"),
+                hint="split_multibyte_decode")
+
+
+@pytest.mark.points(2)
+def test_decode_any_ids_like_bytes_decode():
+    vocab = tokenizer_inputs()[0]
+    tok = make_tokenizer()
+    rng = random.Random(2)
+    for _ in range(60):
+        ids = [rng.randrange(512) for _ in range(rng.randint(0, 12))]
+        expected = b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
+        check.equal(tok.decode(ids), expected, hint="split_multibyte_decode", what=f"decode({ids})")
+
+
+# --- fertility ---------------------------------------------------------------------------
+
+
+class CharTokenizer:
+    """A stand-in tokenizer with one token per character, so the answer is plain arithmetic."""
+
+    def encode(self, text):
+        return list(text)
+
+
+@pytest.mark.points(1)
+def test_fertility_is_a_ratio_of_totals():
+    texts = ["a bb", "cccc dd ee f", "  ", "xyz"]
+    expected = sum(len(t) for t in texts) / sum(len(t.split()) for t in texts)
+    check.close(bpe.fertility(CharTokenizer(), texts), expected, hint="fertility_ratio")
+
+
+@pytest.mark.points(1)
+def test_fertility_needs_words():
+    for texts in ([], ["", "  \n\t"]):
+        with check.raises(ValueError, hint="no_words"):
+            bpe.fertility(CharTokenizer(), texts)
+
+
+@pytest.mark.points(2)
+def test_fertility_by_language():
+    sample = json.loads((CORPUS_DIR / "multilingual.json").read_text(encoding="utf-8"))
+    tok = make_tokenizer()
+    for lang, texts in sorted(sample.items()):
+        check.close(bpe.fertility(tok, texts), data()["fertility"][lang], what=f"fertility of {lang}")
+
+
+# --- throughput --------------------------------------------------------------------------
+
+
+def plain_train(text, vocab_size, pattern, special_tokens):
+    """The baseline: correct and simple. Distinct chunks are counted once, but every merge
+    recounts all their pairs (no incremental update)."""
+    pieces = regex.split("|".join(regex.escape(s) for s in special_tokens), text)
+    freq = Counter(c for p in pieces for c in regex.findall(pattern, p))
+    words, weights = [list(c.encode("utf-8")) for c in freq], list(freq.values())
+    vocab = {i: bytes([i]) for i in range(256)}
+    merges = []
+    while len(vocab) < vocab_size - len(special_tokens):
+        counts = Counter()
+        for ids, w in zip(words, weights):
+            for p in zip(ids, ids[1:]):
+                counts[p] += w
+        if not counts:
+            break
+        a, b = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]]))
+        new_id = len(vocab)
+        vocab[new_id] = vocab[a] + vocab[b]
+        merges.append((vocab[a], vocab[b]))
+        for k, ids in enumerate(words):
+            out, i = [], 0
+            while i < len(ids):
+                if i + 1 < len(ids) and ids[i] == a and ids[i + 1] == b:
+                    out.append(new_id)
+                    i += 2
+                else:
+                    out.append(ids[i])
+                    i += 1
+            words[k] = out
+    return vocab, merges
+
+
+# Each timing sample calls the function 3 times (torch's Timer warms up inside timeit), so
+# rounds=2 is 6 calls per side: enough for the generous factors below.
+
+
+@pytest.mark.points(2)
+@pytest.mark.throughput
+@pytest.mark.timeout(300)
+def test_training_throughput():
+    """Training 64 merges on a third of the corpus may take at most 4x the plain baseline
+    above (a trainer that does not count identical chunks once is 20-50x slower)."""
+    text = corpus()[:120_000]
+    throughput.assert_within(lambda: bpe.train_bpe(text, 320, GPT4, [EOT]),
+                             lambda: plain_train(text, 320, GPT4, [EOT]),
+                             factor=4.0, warmup=0, rounds=2, what="your train_bpe", hint="slow_training")
+
+
+@pytest.mark.points(2)
+@pytest.mark.throughput
+@pytest.mark.timeout(300)
+def test_encoding_throughput():
+    """Encoding 1 MB of text (a fresh Tokenizer each time) may take at most 12x tiktoken,
+    which is compiled Rust. A cached Python encoder takes 2-4x; one without a cache 15-40x."""
+    text = (corpus() * 3)[:1_000_000]
+    vocab, merges, pattern, specials = tokenizer_inputs()
+    oracle = tiktoken_encoding()
+    throughput.assert_within(lambda: bpe.Tokenizer(vocab, merges, pattern, specials).encode(text),
+                             lambda: oracle.encode(text, allowed_special="all"),
+                             factor=12.0, warmup=0, rounds=2, what="your Tokenizer.encode", hint="slow_encoding")

@@ -1,0 +1,247 @@
+"""Public tests for week3/flash_attention.
+
+Oracles: torch's `F.scaled_dot_product_attention` (given an explicit bottom-right boolean mask
+when causal, because its own `is_causal` aligns top-left when Lq != Lk) and
+`torch.logsumexp` of the scaled scores, both in float64. Memory: a `TorchDispatchMode`
+watches every tensor the call allocates and rejects any as large as the Lq x Lk matrix.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from graders import check, fixtures, student, throughput
+
+flash = student("week3.flash_attention")
+
+
+def randn(*shape, seed=0, dtype=torch.float32, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+
+def qkv(batch, lq, lk, d, dv, seed, dtype=torch.float32):
+    q = randn(*batch, lq, d, seed=seed, dtype=dtype, scale=1.5)
+    k = randn(*batch, lk, d, seed=seed + 1, dtype=dtype, scale=1.5)
+    v = randn(*batch, lk, dv, seed=seed + 2, dtype=dtype)
+    return q, k, v
+
+
+def bottom_right(lq, lk):
+    """Query i sees keys 0 .. lk - lq + i: the last lq rows of the lk x lk lower triangle."""
+    return torch.ones(lk, lk, dtype=torch.bool).tril()[lk - lq:]
+
+
+def oracle(q, k, v, is_causal=False):
+    """(out, lse) in float64 from SDPA and torch.logsumexp, for inputs of any float dtype."""
+    q, k, v = q.double(), k.double(), v.double()
+    mask = bottom_right(q.shape[-2], k.shape[-2]) if is_causal else None
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return out, torch.logsumexp(scores, dim=-1)
+
+
+def expect(q, k, v, is_causal=False):
+    """The oracle in the dtypes the kata promises: out like q, lse float32 (float64 for float64)."""
+    out, lse = oracle(q, k, v, is_causal)
+    return out.to(q.dtype), lse.to(torch.float64 if q.dtype == torch.float64 else torch.float32)
+
+
+def check_flash(q, k, v, is_causal=False, hint=None, lse_hint="lse_wrong", **blocks):
+    result = flash.flash_attention(q, k, v, is_causal=is_causal, **blocks)
+    check.that(isinstance(result, tuple) and len(result) == 2,
+               "flash_attention should return a tuple (out, lse)", about=result)
+    out, lse = result
+    expected_out, expected_lse = expect(q, k, v, is_causal)
+    check.close(out, expected_out, hint=hint, what="out")
+    check.close(lse, expected_lse, hint=lse_hint, what="lse")
+
+
+@pytest.mark.points(1)
+def test_single_tile_is_plain_attention():
+    q, k, v = qkv((2, 3), 10, 12, 8, 8, seed=1)
+    check_flash(q, k, v, block_q=16, block_k=16)
+
+
+@pytest.mark.points(2)
+def test_many_key_tiles_rescale_the_output():
+    # later keys are larger, so the running max grows at every key tile: each tile must
+    # shrink what was accumulated before it (l and the output alike)
+    q, k, v = qkv((2, 2), 64, 192, 16, 8, seed=2)
+    k = k * torch.linspace(0.5, 2.0, 192)[:, None]
+    check_flash(q, k, v, block_q=32, block_k=32, hint="output_not_rescaled")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("lq, lk, block_q, block_k", [(100, 150, 32, 64), (37, 37, 16, 16), (5, 200, 64, 48),
+                                                      (130, 70, 64, 64)])
+def test_ragged_sizes(lq, lk, block_q, block_k):
+    q, k, v = qkv((2,), lq, lk, 16, 12, seed=3)
+    whole_q, whole_k = lq - lq % block_q, lk - lk % block_k
+    if whole_q and whole_k:  # first the whole tiles alone, so that a failure below is about the last ones
+        check_flash(q[..., :whole_q, :], k[..., :whole_k, :], v[..., :whole_k, :], block_q=block_q,
+                    block_k=block_k, hint="output_not_rescaled")
+    check_flash(q, k, v, block_q=block_q, block_k=block_k, hint="ragged_last_block")
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("lq, lk, block_q, block_k", [(64, 64, 16, 16), (96, 160, 32, 32), (50, 130, 16, 24),
+                                                      (1, 70, 64, 64), (70, 70, 32, 16)])
+def test_causal_is_bottom_right(lq, lk, block_q, block_k):
+    q, k, v = qkv((2, 2), lq, lk, 16, 8, seed=4)
+    check_flash(q, k, v, block_q=block_q, block_k=block_k)  # without the mask first
+    check_flash(q, k, v, is_causal=True, block_q=block_q, block_k=block_k, hint="causal_blocks")
+
+
+@pytest.mark.points(1)
+def test_default_blocks():
+    q, k, v = qkv((1, 2), 150, 200, 32, 32, seed=5)
+    check_flash(q, k, v, hint="ragged_last_block")
+    check_flash(q, k, v, is_causal=True, hint="causal_blocks")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_half_precision(dtype, is_causal):
+    q, k, v = qkv((2, 2), 45, 77, 16, 16, seed=6, dtype=dtype)
+    out, lse = flash.flash_attention(q, k, v, is_causal=is_causal, block_q=16, block_k=32)
+    check.that(isinstance(lse, torch.Tensor) and lse.dtype == torch.float32,
+               f"lse should be float32 for {dtype} inputs, got {getattr(lse, 'dtype', type(lse))}",
+               hint="lse_wrong", about=lse)
+    expected_out, expected_lse = expect(q, k, v, is_causal)
+    check.close(out, expected_out, what="out")
+    check.close(lse, expected_lse, what="lse", hint="lse_wrong")
+
+
+@pytest.mark.points(1)
+def test_golden_bfloat16_causal():
+    data = fixtures.load("week3/flash_attention")
+    out, lse = flash.flash_attention(data["q"], data["k"], data["v"], is_causal=True,
+                                     block_q=data["block_q"], block_k=data["block_k"])
+    check.close(out, data["out"], what="out", hint="causal_blocks")
+    check.close(lse, data["lse"], what="lse", hint="lse_wrong")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("batch", [(), (2, 1, 3)])
+def test_any_leading_dims(batch):
+    q, k, v = qkv(batch, 20, 33, 8, 4, seed=7)
+    check_flash(q, k, v, is_causal=True, block_q=8, block_k=8)
+
+
+@pytest.mark.points(2)
+@given(lk=st.integers(1, 40), data=st.data())
+def test_random_shapes_and_tiles(lk, data):
+    is_causal = data.draw(st.booleans(), label="is_causal")
+    lq = data.draw(st.integers(1, lk if is_causal else 40), label="lq")
+    block_q, block_k = data.draw(st.integers(1, 17), label="block_q"), data.draw(st.integers(1, 17), label="block_k")
+    seed = data.draw(st.integers(0, 2**16), label="seed")
+    q, k, v = qkv((2,), lq, lk, 8, 4, seed=seed)
+    check_flash(q, k, v, is_causal=is_causal, block_q=block_q, block_k=block_k)
+
+
+# --- memory ------------------------------------------------------------------------------
+
+
+class LargestAllocation(TorchDispatchMode):
+    """Records the largest storage (in elements) of any tensor an operator returns.
+
+    Views share their base's storage, so slicing the inputs costs nothing here; an
+    expanded view of a small tensor is small too. Only real allocations count."""
+
+    def __init__(self):
+        super().__init__()
+        self.elements, self.description = 0, "nothing"
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        for t in tree_flatten(result)[0]:
+            if isinstance(t, torch.Tensor):
+                elements = t.untyped_storage().nbytes() // max(t.element_size(), 1)
+                if elements > self.elements:
+                    self.elements = elements
+                    self.description = f"{func} -> {t.dtype} {list(t.shape)}"
+        return result
+
+
+def largest_allocation_during(call):
+    """(result of call(), elements, description) of the largest tensor allocated during it.
+
+    When grading, student code runs only in the sandbox (recording) and the trusted process
+    replays its outputs, so the measurement is taken in the sandbox and recorded beside the
+    call, as `graders.throughput` does with timings."""
+    from graders import recording
+
+    rec = recording.current()
+    if recording.mode == "replay" and rec is not None:
+        result = call()
+        try:
+            event = rec.next("memory", ["memory"])
+        except recording.RecordingError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return (result, *event["r"])
+    tracker = LargestAllocation()
+    with tracker:
+        result = call()
+    if recording.mode == "record" and rec is not None:
+        rec.add({"k": "memory", "ref": ["memory"], "r": [tracker.elements, tracker.description]})
+    return result, tracker.elements, tracker.description
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("is_causal", [False, True])
+def test_never_builds_an_lq_by_lk_tensor(is_causal):
+    lq, lk = 300, 500
+    q, k, v = qkv((1, 1), lq, lk, 8, 8, seed=8)
+    (out, lse), elements, description = largest_allocation_during(
+        lambda: flash.flash_attention(q, k, v, is_causal=is_causal, block_q=32, block_k=32))
+    # a [32, 500] row of tiles is 16,000 elements; a [300, 500] score matrix or mask is 150,000
+    limit = lq * lk // 2
+    check.that(elements < limit,
+               f"your flash_attention allocated a tensor of {elements:,} elements "
+               f"({description}) for Lq={lq}, Lk={lk}, blocks 32 x 32; "
+               f"anything of {limit:,} or more means an Lq x Lk matrix was built",
+               hint="quadratic_memory")
+    expected_out, expected_lse = expect(q, k, v, is_causal)
+    check.close(out, expected_out, what="out")
+
+
+# --- optional: a Triton kernel on the GPU ------------------------------------------------
+
+
+def naive_attention(q, k, v, is_causal):
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    if is_causal:
+        mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril(k.shape[-2] - q.shape[-2])
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
+
+
+@pytest.mark.gpu
+@pytest.mark.throughput
+@pytest.mark.points(2)
+def test_optional_triton_kernel_beats_naive_attention():
+    """If you also write `flash_attention_triton(q, k, v, is_causal=False)` (CUDA, fp16, Triton),
+    it must match SDPA and run at least 2x faster than materialised attention at L = 4096."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    pytest.importorskip("triton")
+    if not hasattr(flash.module(), "flash_attention_triton"):
+        pytest.skip("optional: no flash_attention_triton in your module")
+    g = torch.Generator(device="cuda").manual_seed(9)
+    q, k, v = (torch.randn(2, 8, 4096, 64, device="cuda", dtype=torch.float16, generator=g) for _ in range(3))
+    out, lse = flash.flash_attention_triton(q, k, v, is_causal=True)
+    expected_out, expected_lse = oracle(q[:, :1], k[:, :1], v[:, :1], is_causal=True)
+    check.close(out[:, :1], expected_out.to(torch.float16), what="out (head 0)", hint="causal_blocks")
+    check.close(lse[:, :1], expected_lse.float(), what="lse (head 0)", hint="lse_wrong")
+    throughput.assert_speedup(lambda: flash.flash_attention_triton(q, k, v, is_causal=True),
+                              lambda: naive_attention(q, k, v, True),
+                              at_least=2.0, what="flash_attention_triton")

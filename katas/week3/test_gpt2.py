@@ -1,0 +1,325 @@
+"""Public tests for week3/gpt2: your GPT against transformers' GPT2LMHeadModel.
+
+The oracle is `transformers.GPT2LMHeadModel` loaded from `checkpoints/gpt2-tiny/` (vocab 512,
+128 positions, n_embd 64, 2 layers, 4 heads). Your model gets the same weights through
+`load_hf_state_dict` and must give the same logits and the same greedy tokens.
+
+When logits differ, the test also runs transformers with each must-catch mistake built in
+(the exact GELU, an untransposed attn.c_proj, no final layer norm, positions shifted by
+one, ...). If your output matches one of those variants, the failure names that mistake.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from graders import check, fixtures, student
+
+gpt2 = student("week3.gpt2")
+kv_cache = student("week3.kv_cache")
+
+CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "gpt2-tiny"
+
+# Whole-network logits (magnitude up to ~8) differ between correct float32 implementations
+# by up to ~1.5e-5 (measured: matmul vs einsum vs float64 internals), over the float32 row
+# of the table; the subtlest must-catch mistake (the exact GELU) moves them by ~1.5e-3.
+LOGITS = dict(rtol=1e-4, atol=1e-4, reason="whole-network float32 logits: ~1e-5 reordering noise, the smallest must-catch mistake (exact GELU) moves them by >1e-3")
+
+
+# --- oracles --------------------------------------------------------------------------------
+
+
+@functools.cache
+def _hf() -> GPT2LMHeadModel:
+    return GPT2LMHeadModel.from_pretrained(CHECKPOINT).eval()
+
+
+def _state_dict() -> dict[str, torch.Tensor]:
+    """transformers' own state dict (with `lm_head.weight`), copied so no test can alter it."""
+    return {k: v.clone() for k, v in _hf().state_dict().items()}
+
+
+@torch.no_grad()
+def _logits(model: GPT2LMHeadModel, idx: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    return model(idx, position_ids=position_ids).logits
+
+
+def _variant(change) -> GPT2LMHeadModel:
+    """A copy of the tiny checkpoint with one mistake built in (for naming the mistake)."""
+    model = copy.deepcopy(_hf())
+    change(model)
+    return model.eval()
+
+
+def _exact_gelu(model):
+    for block in model.transformer.h:
+        block.mlp.act = torch.nn.GELU()
+
+
+def _square_c_proj_untransposed(model):
+    with torch.no_grad():
+        for block in model.transformer.h:
+            block.attn.c_proj.weight.copy_(block.attn.c_proj.weight.t().clone())
+
+
+def _no_final_ln(model):
+    model.transformer.ln_f = torch.nn.Identity()
+
+
+def _mistake_variants(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    T = idx.shape[1]
+    variants = {
+        "gelu_variant": _logits(_variant(_exact_gelu), idx),
+        "conv1d_transpose": _logits(_variant(_square_c_proj_untransposed), idx),
+        "missing_final_ln": _logits(_variant(_no_final_ln), idx),
+    }
+    if T < _hf().config.n_positions:
+        variants["position_off_by_one"] = _logits(_hf(), idx, torch.arange(1, T + 1).expand_as(idx))
+    return variants
+
+
+def _diagnose(actual, variants: dict[str, torch.Tensor], default: str | None = None) -> str | None:
+    """The mistake whose variant output `actual` reproduces, else `default`."""
+    if isinstance(actual, torch.Tensor):
+        for mistake, wrong in variants.items():
+            if actual.shape == wrong.shape and torch.allclose(actual.detach().double(), wrong.double(), rtol=1e-4, atol=1e-4):
+                return mistake
+    return default
+
+
+# --- the student's model ----------------------------------------------------------------------
+
+
+def _config(hf_config: GPT2Config):
+    return gpt2.GPTConfig(
+        vocab_size=hf_config.vocab_size, n_positions=hf_config.n_positions, n_embd=hf_config.n_embd,
+        n_layer=hf_config.n_layer, n_head=hf_config.n_head, layer_norm_epsilon=hf_config.layer_norm_epsilon,
+    )
+
+
+def _loaded(state_dict: dict[str, torch.Tensor]):
+    model = gpt2.GPT(_config(_hf().config))
+    model.load_hf_state_dict(state_dict)
+    return model
+
+
+def _tokens(*shape: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, _hf().config.vocab_size, shape, generator=torch.Generator().manual_seed(seed))
+
+
+# --- structure --------------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+def test_forward_shape_and_dtype():
+    """A freshly built model (your own init) maps [B, T] token ids to [B, T, V] float32 logits."""
+    torch.manual_seed(0)
+    model = gpt2.GPT(_config(_hf().config))
+    with torch.no_grad():
+        logits = model(_tokens(2, 5, seed=0))
+    check.that(isinstance(logits, torch.Tensor), f"forward should return a tensor, got {type(logits).__name__}", about=logits)
+    check.equal(list(logits.shape), [2, 5, 512], what="logits shape [B, T, vocab_size]")
+    check.equal(str(logits.dtype), "torch.float32", what="logits dtype")
+
+
+# --- loading real weights ---------------------------------------------------------------------
+
+
+@pytest.mark.points(4)
+@pytest.mark.parametrize("batch, length", [(3, 1), (3, 9), (2, 128)])
+def test_logits_match_transformers(batch, length):
+    """Same weights, same tokens, same logits: lengths 1, 9 and the full 128 positions."""
+    idx = _tokens(batch, length, seed=length)
+    model = _loaded(_state_dict())
+    with torch.no_grad():
+        out = model(idx)
+    expected = _logits(_hf(), idx)
+    hint = None
+    if isinstance(out, torch.Tensor) and out.shape == expected.shape and not torch.allclose(out.double(), expected.double(), rtol=1e-4, atol=1e-4):
+        hint = _diagnose(out, _mistake_variants(idx))
+    check.close(out, expected, hint=hint, what="logits", **LOGITS)
+
+
+@pytest.mark.points(2)
+def test_residual_stream_is_pre_ln_with_final_ln():
+    """With every sub-layer's output projection zeroed, the blocks add nothing to the residual
+    stream, so GPT-2 reduces to  logits = ln_f(wte[idx] + wpe[pos]) @ wte.T.  This isolates
+    where the layer norms sit (pre-LN: inside the branches, never on the stream) and the
+    position ids."""
+    state = _state_dict()
+    for key in state:
+        if key.endswith(("attn.c_proj.weight", "attn.c_proj.bias", "mlp.c_proj.weight", "mlp.c_proj.bias")):
+            state[key].zero_()
+    oracle = GPT2LMHeadModel(_hf().config).eval()
+    oracle.load_state_dict(state)
+    idx = _tokens(2, 12, seed=3)
+    expected = _logits(oracle, idx)
+
+    model = _loaded(state)
+    with torch.no_grad():
+        out = model(idx)
+
+    # The same reduced model with a mistake built in, written out in closed form.
+    eps = _hf().config.layer_norm_epsilon
+    ln = lambda x, name: F.layer_norm(x, x.shape[-1:], state[f"transformer.{name}.weight"], state[f"transformer.{name}.bias"], eps)
+    emb = state["transformer.wte.weight"][idx] + state["transformer.wpe.weight"][: idx.shape[1]]
+    post_ln = emb
+    for i in range(_hf().config.n_layer):  # x = ln_1(x + 0); x = ln_2(x + 0)
+        post_ln = ln(ln(post_ln, f"h.{i}.ln_1"), f"h.{i}.ln_2")
+    variants = {
+        "post_ln": ln(post_ln, "ln_f") @ state["transformer.wte.weight"].T,
+        "missing_final_ln": emb @ state["transformer.wte.weight"].T,
+        "position_off_by_one": _logits(oracle, idx, torch.arange(1, 13).expand_as(idx)),
+    }
+    check.close(out, expected, hint=_diagnose(out, variants), what="logits of the zeroed-branch model", **LOGITS)
+
+
+@pytest.mark.points(2)
+def test_head_is_tied_when_the_file_has_no_lm_head():
+    """The checkpoint file stores no `lm_head.weight`: the head must BE the token embedding."""
+    state = load_file(CHECKPOINT / "model.safetensors")
+    assert "lm_head.weight" not in state  # the premise of this test, not a student check
+    idx = _tokens(2, 10, seed=4)
+    model = _loaded(state)
+    with torch.no_grad():
+        out = model(idx)
+    check.close(out, _logits(_hf(), idx), hint="untied_head", what="logits after loading model.safetensors", **LOGITS)
+
+
+@pytest.mark.points(1)
+def test_forward_beyond_n_positions_raises():
+    """129 tokens do not fit the 128-entry position table: raise ValueError before the lookup
+    (an IndexError from the embedding is not the contract)."""
+    model = _loaded(_state_dict())
+    with check.raises(ValueError):
+        model(_tokens(1, 129, seed=5))
+
+
+# --- generation -------------------------------------------------------------------------------
+
+
+@pytest.mark.points(2)
+def test_greedy_generate_matches_transformers():
+    """temperature=0 is greedy: the same 40 tokens as transformers' greedy `generate`."""
+    idx = _tokens(2, 6, seed=6)
+    model = _loaded(_state_dict())
+    out = model.generate(idx, 40, temperature=0)
+    with torch.no_grad():
+        expected = _hf().generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=40, do_sample=False,
+                                  eos_token_id=None, pad_token_id=0)
+    check.equal(out, expected, hint="sampling", what="generated ids")
+
+
+@pytest.mark.points(1)
+def test_top_k_1_sampling_is_greedy():
+    """Sampling from the single best token is greedy decoding, whatever the temperature."""
+    idx = _tokens(2, 5, seed=7)
+    model = _loaded(_state_dict())
+    out = model.generate(idx, 20, temperature=0.7, top_k=1, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        expected = _hf().generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=20, do_sample=False,
+                                  eos_token_id=None, pad_token_id=0)
+    check.equal(out, expected, hint="sampling", what="generated ids (top_k=1)")
+
+
+def _chi_square_p_value(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    """Pearson's chi-square test of `counts` against `probs`; categories expected fewer than 5
+    times are pooled into one. Returns the p-value (the chi-square survival function)."""
+    n = counts.sum().item()
+    big = probs * n >= 5
+    obs = torch.cat([counts[big].double(), counts[~big].sum().double().reshape(1)])
+    exp = torch.cat([probs[big].double() * n, (probs[~big].sum().double() * n).reshape(1)])
+    if exp[-1] < 5:  # nothing (or too little) to pool: drop the pool cell, folding it into the largest
+        obs, exp = obs[:-1].clone(), exp[:-1].clone()
+        obs[exp.argmax()] += counts[~big].sum()
+        exp[exp.argmax()] += probs[~big].sum().double() * n
+    stat = ((obs - exp) ** 2 / exp).sum()
+    dof = len(exp) - 1
+    return torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), stat / 2).item()
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("temperature, top_k", [(0.7, 8), (1.5, None)])
+def test_sampling_follows_the_filtered_distribution(temperature, top_k):
+    """4000 draws of the next token (one prompt repeated 4000 times in the batch) follow
+    softmax(top_k(logits / temperature)), with the probabilities from transformers' logits.
+
+    Chi-square goodness of fit at p < 1e-6: a correct sampler fails with probability 1e-6
+    (and the generator is seeded, so a result never changes between runs). With these
+    sample sizes the test rejects temperature multiplied instead of divided, or a top-k that
+    keeps one token too many, with near certainty."""
+    n = 4000
+    prompt = _tokens(1, 4, seed=8)
+    model = _loaded(_state_dict())
+    out = model.generate(prompt.expand(n, -1).contiguous(), 1, temperature=temperature, top_k=top_k,
+                         generator=torch.Generator().manual_seed(8))
+    check.that(isinstance(out, torch.Tensor) and list(out.shape) == [n, 5] and out.dtype == torch.long
+               and bool(((out >= 0) & (out < _hf().config.vocab_size)).all()),
+               f"generate should return a LongTensor [{n}, 5] (prompt + 1 token) of ids in [0, vocab_size)", about=out)
+
+    logits = _logits(_hf(), prompt)[0, -1].double() / temperature
+    if top_k is not None:
+        logits = logits.masked_fill(logits < logits.topk(top_k).values[-1], float("-inf"))
+    probs = logits.softmax(-1)
+    drawn = out[:, -1]
+    if top_k is not None:
+        outside = int((probs[drawn] == 0).sum())
+        check.that(outside == 0, f"{outside} of {n} sampled tokens are outside the top {top_k}", hint="sampling", about=out)
+    counts = torch.bincount(drawn, minlength=probs.numel())
+    p = _chi_square_p_value(counts, probs)
+    check.that(p > 1e-6, f"the sampled tokens do not follow softmax(top_k(logits / temperature)): "
+                         f"chi-square p-value {p:.2g} over {n} draws", hint="sampling", about=out)
+
+
+# --- the cache path of forward (needs week3/kv_cache's KVCache) -------------------------------
+
+
+@pytest.mark.points(2)
+def test_forward_with_cache_matches_full_forward():
+    """Prefill 5 tokens, then 1, then 3, through one KVCache: the concatenated logits equal
+    your own uncached forward over all 9 tokens, and transformers' logits.
+    (Uses your week3/kv_cache KVCache.)"""
+    idx = _tokens(2, 9, seed=9)
+    model = _loaded(_state_dict())
+    cache = kv_cache.KVCache(_hf().config.n_layer)
+    with torch.no_grad():
+        parts = [model(idx[:, :5], cache=cache), model(idx[:, 5:6], cache=cache), model(idx[:, 6:], cache=cache)]
+        full = model(idx)
+    out = torch.cat(parts, dim=1) if all(isinstance(p, torch.Tensor) for p in parts) else parts[-1]
+    restarted = torch.tensor([0, 1, 2, 3, 4, 0, 0, 1, 2]).expand_as(idx)  # positions not offset
+    hint = _diagnose(out, {"positions_not_offset": _logits(_hf(), idx, restarted)}, default="cache_causal_mask")
+    check.close(out, full, hint=hint, what="cached logits (5 + 1 + 3 tokens) vs your uncached forward", **LOGITS)
+    check.close(out, _logits(_hf(), idx), what="cached logits vs transformers", **LOGITS)
+
+
+@pytest.mark.points(1)
+def test_forward_with_cache_beyond_n_positions_raises():
+    """120 cached positions + 9 new tokens > 128: ValueError. (Uses your week3/kv_cache KVCache.)"""
+    model = _loaded(_state_dict())
+    cache = kv_cache.KVCache(_hf().config.n_layer)
+    with torch.no_grad():
+        model(_tokens(1, 120, seed=10), cache=cache)
+        with check.raises(ValueError):
+            model(_tokens(1, 9, seed=11), cache=cache)
+
+
+# --- golden data ------------------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+def test_golden_fixture():
+    """Pinned reference logits on the tiny checkpoint (guards against oracle drift across
+    transformers versions)."""
+    data = fixtures.load("week3/gpt2")
+    model = _loaded(_state_dict())
+    with torch.no_grad():
+        out = model(data["idx"])
+    check.close(out, data["logits"], what="logits", **LOGITS)

@@ -1,0 +1,281 @@
+"""Public tests for week5/paged_kv.
+
+Everything goes through the public API: the allocator's counters, and what `gather` and
+`paged_attention` return. The oracle is the dense history of every sequence, kept by the
+test as plain tensors, and `torch.nn.functional.scaled_dot_product_attention` on it.
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, strategies as st
+
+from graders import check, student
+
+paged = student("week5.paged_kv")
+
+H, D = 2, 4  # heads, head width
+
+
+def tokens(n, seed):
+    """Keys and values for n new tokens: [H, n, D] each."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(H, n, D, generator=g), torch.randn(H, n, D, generator=g)
+
+
+class Dense:
+    """The oracle: every sequence's keys and values as contiguous tensors."""
+
+    def __init__(self):
+        self.k, self.v = {}, {}
+
+    def append(self, seq, k, v):
+        self.k[seq] = torch.cat([self.k[seq], k], dim=1) if seq in self.k else k
+        self.v[seq] = torch.cat([self.v[seq], v], dim=1) if seq in self.v else v
+
+    def fork(self, parent, child):
+        self.k[child], self.v[child] = self.k[parent], self.v[parent]
+
+    def free(self, seq):
+        del self.k[seq], self.v[seq]
+
+
+def check_matches(cache, dense, hint, when=""):
+    for seq in dense.k:
+        k, v = cache.gather(seq)
+        check.close(k, dense.k[seq], what=f"keys of sequence {seq}{when}", hint=hint)
+        check.close(v, dense.v[seq], what=f"values of sequence {seq}{when}", hint=hint)
+
+
+def blocks_for(length, block_size):
+    return math.ceil(length / block_size)
+
+
+# --- BlockAllocator ----------------------------------------------------------------------
+
+
+@pytest.mark.points(1)
+def test_allocator_hands_out_distinct_blocks_until_empty():
+    alloc = paged.BlockAllocator(5)
+    check.equal(alloc.num_free, 5, what="num_free of a new allocator")
+    got = [alloc.allocate() for _ in range(5)]
+    check.equal(sorted(got), [0, 1, 2, 3, 4], what="the blocks handed out")
+    check.equal(alloc.num_free, 0, what="num_free when all are allocated")
+    with check.raises(RuntimeError):
+        alloc.allocate()
+
+
+@pytest.mark.points(2)
+def test_allocator_free_returns_blocks_and_rejects_double_free():
+    alloc = paged.BlockAllocator(4)
+    a, b = alloc.allocate(), alloc.allocate()
+    alloc.free(a)
+    check.equal(alloc.num_free, 3, what="num_free after freeing one of two blocks", hint="leak_on_free")
+    check.equal(alloc.ref_count(a), 0, what="ref_count of a freed block", hint="leak_on_free")
+    check.equal(alloc.ref_count(b), 1, what="ref_count of an allocated block", hint="refcount_fork")
+    with check.raises(ValueError):
+        alloc.free(a)
+
+
+@pytest.mark.points(2)
+def test_allocator_fork_counts_references():
+    alloc = paged.BlockAllocator(3)
+    block = alloc.allocate()
+    alloc.fork(block)
+    alloc.fork(block)
+    check.equal(alloc.ref_count(block), 3, what="ref_count after two forks", hint="refcount_fork")
+    alloc.free(block)
+    alloc.free(block)
+    check.equal(alloc.num_free, 2, what="num_free while one reference remains", hint="refcount_fork")
+    alloc.free(block)
+    check.equal(alloc.num_free, 3, what="num_free after the last reference is freed", hint="leak_on_free")
+
+
+# --- PagedKVCache: append and gather -------------------------------------------------------
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("block_size", [1, 3, 4])
+def test_gather_returns_exactly_what_was_appended(block_size):
+    cache = paged.PagedKVCache(32, block_size, H, D)
+    dense = Dense()
+    for step, (seq, n) in enumerate([(7, 5), (9, 2), (7, 1), (9, 4), (7, 3), (9, 1), (7, 1)]):
+        k, v = tokens(n, seed=step)
+        cache.append(seq, k, v)
+        dense.append(seq, k, v)
+        check.equal(cache.seq_len(seq), dense.k[seq].shape[1], what=f"seq_len({seq})", hint="last_block_offset")
+    check_matches(cache, dense, hint="last_block_offset")
+
+
+@pytest.mark.points(3)
+@given(block_size=st.integers(1, 5), chunks=st.lists(st.tuples(st.integers(0, 2), st.integers(1, 6)), min_size=1,
+                                                     max_size=8))
+def test_interleaved_appends_use_exactly_the_blocks_needed(block_size, chunks):
+    num_blocks = 64
+    cache = paged.PagedKVCache(num_blocks, block_size, H, D)
+    dense = Dense()
+    for step, (seq, n) in enumerate(chunks):
+        k, v = tokens(n, seed=100 + step)
+        cache.append(seq, k, v)
+        dense.append(seq, k, v)
+    check_matches(cache, dense, hint="last_block_offset")
+    used = sum(blocks_for(k.shape[1], block_size) for k in dense.k.values())
+    check.equal(cache.allocator.num_free, num_blocks - used, what="free blocks (one block per block_size tokens)",
+                hint="last_block_offset")
+    for seq in list(dense.k):
+        cache.free(seq)
+    check.equal(cache.allocator.num_free, num_blocks, what="free blocks after freeing every sequence",
+                hint="leak_on_free")
+
+
+@pytest.mark.points(1)
+def test_block_table_lists_the_sequence_blocks_in_order():
+    cache = paged.PagedKVCache(8, 2, H, D)
+    cache.append(0, *tokens(5, seed=1))
+    table = cache.block_table(0)
+    check.equal(len(table), 3, what="blocks of a 5-token sequence with block_size 2", hint="last_block_offset")
+    check.that(len(set(table)) == 3 and all(0 <= b < 8 for b in table),
+               f"the block table should hold 3 distinct block ids in [0, 8), got {table}", hint="last_block_offset")
+
+
+# --- fork and copy-on-write ----------------------------------------------------------------
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("prefix", [5, 6, 1])
+def test_fork_shares_blocks_and_copies_on_write(prefix):
+    block_size, num_blocks = 3, 16
+    cache = paged.PagedKVCache(num_blocks, block_size, H, D)
+    dense = Dense()
+    k, v = tokens(prefix, seed=2)
+    cache.append(0, k, v)
+    dense.append(0, k, v)
+    cache.fork(0, 1)
+    dense.fork(0, 1)
+    shared = blocks_for(prefix, block_size)
+    check.equal(cache.allocator.num_free, num_blocks - shared, what="free blocks after fork (no copy yet)",
+                hint="refcount_fork")
+    check.equal(cache.block_table(1), cache.block_table(0), what="the child's block table right after fork",
+                hint="refcount_fork")
+    check_matches(cache, dense, hint="refcount_fork", when=" right after fork")
+
+    # the child writes first, then the parent writes its own different token at the same position
+    for seq, seed in ((1, 3), (0, 4), (1, 5), (0, 6)):
+        k, v = tokens(1, seed=seed)
+        cache.append(seq, k, v)
+        dense.append(seq, k, v)
+        check_matches(cache, dense, hint="write_shared_block", when=f" after appending to sequence {seq}")
+
+    cache.free(0)
+    dense.free(0)
+    check_matches(cache, dense, hint="refcount_fork", when=" after freeing the parent")
+    cache.free(1)
+    check.equal(cache.allocator.num_free, num_blocks, what="free blocks after freeing parent and child",
+                hint="leak_on_free")
+
+
+@pytest.mark.points(2)
+def test_forked_tree_frees_shared_blocks_once():
+    cache = paged.PagedKVCache(20, 2, H, D)
+    dense = Dense()
+    k, v = tokens(7, seed=7)
+    cache.append(0, k, v)
+    dense.append(0, k, v)
+    for child in (1, 2, 3):
+        cache.fork(0, child)
+        dense.fork(0, child)
+        k, v = tokens(child, seed=10 + child)
+        cache.append(child, k, v)
+        dense.append(child, k, v)
+    check_matches(cache, dense, hint="write_shared_block")
+    for seq in (2, 0, 3):
+        cache.free(seq)
+        dense.free(seq)
+        check_matches(cache, dense, hint="refcount_fork", when=f" after freeing sequence {seq}")
+    cache.free(1)
+    check.equal(cache.allocator.num_free, 20, what="free blocks after freeing the whole tree", hint="leak_on_free")
+
+
+# --- paged attention ----------------------------------------------------------------------
+
+
+def dense_attention(q, dense, seq_ids):
+    return torch.stack([F.scaled_dot_product_attention(q[b][:, None], dense.k[s], dense.v[s])[:, 0]
+                        for b, s in enumerate(seq_ids)])
+
+
+def filled_cache(lengths, block_size, seed):
+    cache = paged.PagedKVCache(64, block_size, H, D)
+    dense = Dense()
+    for seq, n in enumerate(lengths):
+        for start in range(0, n, 3):  # in chunks, as a server would append
+            k, v = tokens(min(3, n - start), seed=seed + 7 * seq + start)
+            cache.append(seq, k, v)
+            dense.append(seq, k, v)
+    return cache, dense
+
+
+@pytest.mark.points(2)
+def test_paged_attention_equals_dense_attention_on_full_blocks():
+    cache, dense = filled_cache([8, 4, 12], block_size=4, seed=20)
+    q = torch.randn(3, H, D, generator=torch.Generator().manual_seed(21))
+    check.close(paged.paged_attention(q, cache, [0, 1, 2]), dense_attention(q, dense, [0, 1, 2]),
+                hint="paged_attention_dense")
+
+
+@pytest.mark.points(3)
+@given(block_size=st.integers(2, 5), lengths=st.lists(st.integers(1, 13), min_size=1, max_size=4),
+       seed=st.integers(0, 2**16))
+def test_paged_attention_equals_dense_attention_on_ragged_sequences(block_size, lengths, seed):
+    cache, dense = filled_cache(lengths, block_size, seed)
+    order = list(reversed(range(len(lengths))))  # batch order differs from creation order
+    q = torch.randn(len(order), H, D, generator=torch.Generator().manual_seed(seed + 1))
+    check.close(paged.paged_attention(q, cache, order), dense_attention(q, dense, order), hint="last_block_offset")
+
+
+@pytest.mark.points(2)
+def test_paged_attention_after_fork_and_divergence():
+    cache, dense = filled_cache([6], block_size=4, seed=30)
+    cache.fork(0, 1)
+    dense.fork(0, 1)
+    for seq, seed in ((1, 31), (0, 32), (1, 33)):
+        k, v = tokens(1, seed=seed)
+        cache.append(seq, k, v)
+        dense.append(seq, k, v)
+    q = torch.randn(2, H, D, generator=torch.Generator().manual_seed(34))
+    check.close(paged.paged_attention(q, cache, [0, 1]), dense_attention(q, dense, [0, 1]), hint="write_shared_block")
+
+
+# --- GPU throughput -------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.throughput
+@pytest.mark.points(1)
+def test_paged_attention_gpu_throughput():
+    from graders import throughput
+
+    heads, dim, block_size = 8, 64, 16
+    lengths = [37 + 29 * i for i in range(16)]
+    cache = paged.PagedKVCache(sum(blocks_for(n, block_size) for n in lengths), block_size, heads, dim,
+                               dtype=torch.float16, device="cuda")
+    g = torch.Generator(device="cuda").manual_seed(40)
+    keys, values = [], []
+    for seq, n in enumerate(lengths):
+        k = torch.randn(heads, n, dim, device="cuda", dtype=torch.float16, generator=g)
+        v = torch.randn(heads, n, dim, device="cuda", dtype=torch.float16, generator=g)
+        cache.append(seq, k, v)
+        keys.append(k)
+        values.append(v)
+    q = torch.randn(len(lengths), heads, dim, device="cuda", dtype=torch.float16, generator=g)
+    seq_ids = list(range(len(lengths)))
+
+    def dense():  # the same attention on contiguous per-sequence caches
+        return [F.scaled_dot_product_attention(q[b][:, None], keys[b], values[b]) for b in seq_ids]
+
+    # Paging adds a gather through the block table per sequence: a vectorised gather stays
+    # within a small factor of contiguous attention; copying tokens one by one does not.
+    throughput.assert_within(lambda: paged.paged_attention(q, cache, seq_ids), dense, factor=8.0,
+                             what="paged_attention", hint="paged_attention_dense")

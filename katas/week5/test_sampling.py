@@ -1,0 +1,425 @@
+"""Public tests for week5/sampling.
+
+Oracles: transformers' own logits warpers and processors, `GPT2LMHeadModel.generate` with
+beam search on the tiny checkpoint, closed forms (OpenAI's penalties, bigram toy models),
+and chi-square tests of sampled frequencies against exact distributions.
+
+Statistical tests use fixed generators, so they are deterministic for a given
+implementation; their thresholds are chosen so that a *correct* sampler drawing in any
+order fails with probability at most 1e-6 per test (p-value of the chi-square statistic,
+computed with the regularised incomplete gamma function).
+"""
+
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import assume, given, strategies as st
+from transformers.generation.logits_process import (
+    MinPLogitsWarper,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from graders import check, student
+
+sampling = student("week5.sampling")
+
+ROOT = Path(__file__).resolve().parents[2]
+P_VALUE_FLOOR = 1e-6  # a correct sampler fails a chi-square test with probability 1e-6
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads, and on a busy machine they cost 30x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def logits_batch(rows, vocab, seed, scale=2.0, shift=0.0):
+    """Distinct rows of tie-free logits, some all negative (shift < 0)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, vocab, generator=g) * scale + shift
+
+
+def chi_square_p_value(counts, probs):
+    """P(X >= stat) for X ~ chi^2 with (cells - 1) degrees of freedom; cells with p > 0."""
+    counts, probs = counts.double(), probs.double()
+    keep = probs > 0
+    n = counts.sum()
+    expected = n * probs[keep]
+    stat = ((counts[keep] - expected) ** 2 / expected).sum()
+    dof = int(keep.sum()) - 1
+    return float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), stat / 2))
+
+
+# --- filters against transformers' warpers ----------------------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 2.5])
+def test_temperature_matches_transformers(temperature):
+    x = logits_batch(3, 11, seed=1, shift=-1.0)
+    ids = torch.zeros(3, 1, dtype=torch.long)
+    check.close(sampling.apply_temperature(x, temperature), TemperatureLogitsWarper(temperature)(ids, x))
+
+
+@pytest.mark.points(2)
+@given(seed=st.integers(0, 2**16), k=st.integers(1, 12), scale=st.sampled_from([0.5, 3.0, 10.0]),
+       shift=st.sampled_from([0.0, -20.0]))
+def test_top_k_matches_transformers(seed, k, scale, shift):
+    x = logits_batch(4, 10, seed, scale, shift)
+    ids = torch.zeros(4, 1, dtype=torch.long)
+    check.equal(sampling.top_k_filter(x, k), TopKLogitsWarper(k)(ids, x), hint="top_k_ties")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_top_k_keeps_every_tie_of_the_kth(k):
+    # Integer logits: many ties, and rows that differ. Tied values are kept or dropped together.
+    x = torch.randint(-3, 3, (6, 9), generator=torch.Generator().manual_seed(2)).float()
+    x[0] = torch.tensor([3.0, 1.0, 1.0, 0.5, 1.0, -2.0, 0.0, 0.0, 3.0])
+    ids = torch.zeros(6, 1, dtype=torch.long)
+    check.equal(sampling.top_k_filter(x, k), TopKLogitsWarper(k)(ids, x), hint="top_k_ties")
+
+
+def top_p_oracle_is_unambiguous(x, p):
+    """No cumulative mass within 1e-5 of p: the answer does not hinge on float rounding."""
+    probs = torch.softmax(x.double(), dim=-1).sort(dim=-1, descending=True).values
+    return bool(((probs.cumsum(-1) - p).abs() > 1e-5).all())
+
+
+@pytest.mark.points(3)
+@given(seed=st.integers(0, 2**16), p=st.sampled_from([0.01, 0.2, 0.5, 0.75, 0.9, 0.99]),
+       scale=st.sampled_from([0.3, 2.0, 8.0]), shift=st.sampled_from([0.0, -30.0]))
+def test_top_p_matches_transformers(seed, p, scale, shift):
+    x = logits_batch(5, 12, seed, scale, shift)
+    assume(top_p_oracle_is_unambiguous(x, p))
+    ids = torch.zeros(5, 1, dtype=torch.long)
+    expected = TopPLogitsWarper(p)(ids, x)
+    out = sampling.top_p_filter(x, p)
+    kept, want = torch.isfinite(out).sum(-1), torch.isfinite(expected).sum(-1)
+    hint = "top_p_too_few" if bool((kept < want).any()) else "top_p_too_many"
+    check.equal(out, expected, hint=hint)
+
+
+@pytest.mark.points(2)
+def test_top_p_worked_example():
+    x = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
+    for p, n_kept in ((0.6, 2), (0.5, 1), (0.85, 3), (0.4, 1)):
+        expected = TopPLogitsWarper(p)(torch.zeros(1, 1, dtype=torch.long), x[None])[0]
+        out = sampling.top_p_filter(x, p)
+        got = int(torch.isfinite(out).sum())
+        check.equal(out, expected, hint="top_p_too_few" if got < n_kept else "top_p_too_many",
+                    what=f"top_p_filter(log [0.5, 0.3, 0.15, 0.05], p={p})")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("min_tokens_to_keep", [1, 2, 5])
+@pytest.mark.parametrize("p", [0.05, 0.6])
+def test_top_p_min_tokens_to_keep(min_tokens_to_keep, p):
+    x = logits_batch(4, 10, seed=3, scale=4.0)
+    assert top_p_oracle_is_unambiguous(x, p)
+    ids = torch.zeros(4, 1, dtype=torch.long)
+    check.equal(sampling.top_p_filter(x, p, min_tokens_to_keep=min_tokens_to_keep),
+                TopPLogitsWarper(p, min_tokens_to_keep=min_tokens_to_keep)(ids, x), hint="top_p_min_tokens")
+
+
+@pytest.mark.points(1)
+def test_top_p_keeps_leading_batch_dims():
+    x = logits_batch(6, 8, seed=4).reshape(2, 3, 8)
+    assert top_p_oracle_is_unambiguous(x, 0.7)
+    expected = TopPLogitsWarper(0.7)(torch.zeros(6, 1, dtype=torch.long), x.reshape(6, 8)).reshape(2, 3, 8)
+    check.equal(sampling.top_p_filter(x, 0.7), expected, hint="top_p_too_many")
+
+
+@pytest.mark.points(2)
+@given(seed=st.integers(0, 2**16), min_p=st.sampled_from([0.0, 0.02, 0.1, 0.5, 0.9]),
+       scale=st.sampled_from([0.5, 3.0]), shift=st.sampled_from([0.0, -10.0]))
+def test_min_p_matches_transformers(seed, min_p, scale, shift):
+    x = logits_batch(4, 10, seed, scale, shift)
+    probs = torch.softmax(x.double(), -1)
+    ratio = probs / probs.amax(-1, keepdim=True)
+    assume(bool(((ratio - min_p).abs() > 1e-5).all()))  # no token on the threshold
+    ids = torch.zeros(4, 1, dtype=torch.long)
+    check.equal(sampling.min_p_filter(x, min_p), MinPLogitsWarper(min_p)(ids, x), hint="min_p_threshold")
+
+
+# --- penalties ---------------------------------------------------------------------------
+
+
+@pytest.mark.points(2)
+@given(seed=st.integers(0, 2**16), penalty=st.sampled_from([0.7, 1.2, 2.0]), shift=st.sampled_from([0.0, -1.0, 1.0]))
+def test_repetition_penalty_matches_transformers(seed, penalty, shift):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, 12, generator=g) * 2 + shift  # positive and negative logits
+    ids = torch.randint(0, 12, (3, 7), generator=g)  # repeats within a row
+    expected = RepetitionPenaltyLogitsProcessor(penalty)(ids, x.clone())
+    check.close(sampling.repetition_penalty(x, ids, penalty), expected, hint="repetition_negative")
+
+
+@pytest.mark.points(1)
+def test_repetition_penalty_worked_example():
+    x = torch.tensor([[4.0, -1.0, 2.0, -3.0]])
+    ids = torch.tensor([[0, 1, 1, 1]])  # token 1 three times: still penalised once
+    expected = RepetitionPenaltyLogitsProcessor(2.0)(ids, x.clone())
+    check.close(sampling.repetition_penalty(x, ids, 2.0), expected, hint="repetition_negative")
+
+
+@pytest.mark.points(1)
+def test_repetition_penalty_leaves_unseen_tokens_and_handles_leading_dims():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 9, generator=g)
+    ids = torch.randint(0, 4, (2, 3, 5), generator=g)  # tokens 4..8 never seen
+    expected = RepetitionPenaltyLogitsProcessor(1.5)(ids.reshape(6, 5), x.reshape(6, 9).clone()).reshape(2, 3, 9)
+    check.close(sampling.repetition_penalty(x, ids, 1.5), expected, hint="repetition_counts")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("frequency,presence", [(0.5, 0.0), (0.0, 1.5), (0.3, 0.7), (-0.2, 0.4)])
+def test_frequency_presence_penalty_closed_form(frequency, presence):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 3, 8, generator=g)
+    ids = torch.randint(0, 8, (2, 3, 10), generator=g)
+    expected = x.clone()
+    for i in range(2):
+        for j in range(3):
+            row = ids[i, j].tolist()
+            for token in set(row):
+                expected[i, j, token] -= row.count(token) * frequency + presence
+    check.close(sampling.frequency_presence_penalty(x, ids, frequency, presence), expected, hint="frequency_presence")
+
+
+# --- sample ------------------------------------------------------------------------------
+
+
+def filtered_probs(x, temperature=1.0, top_k=None, top_p=None, min_p=None):
+    """The distribution `sample` must draw from, from transformers' warpers in their order."""
+    ids = torch.zeros(x.shape[0], 1, dtype=torch.long)
+    x = TemperatureLogitsWarper(float(temperature))(ids, x)
+    if top_k is not None:
+        x = TopKLogitsWarper(top_k)(ids, x)
+    if top_p is not None:
+        x = TopPLogitsWarper(top_p)(ids, x)
+    if min_p is not None:
+        x = MinPLogitsWarper(min_p)(ids, x)
+    return torch.softmax(x.double(), dim=-1)
+
+
+SAMPLE_CASES = [
+    dict(),
+    dict(temperature=0.6),
+    dict(temperature=1.7, top_k=4),
+    dict(temperature=0.8, top_p=0.8),
+    dict(temperature=1.3, min_p=0.15),
+    dict(temperature=0.9, top_k=5, top_p=0.9, min_p=0.05),
+]
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("options", SAMPLE_CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "plain")
+def test_sample_follows_the_filtered_distribution(options):
+    logits = logits_batch(1, 7, seed=7, scale=1.2)
+    expected = filtered_probs(logits, **options)[0]
+    n = 6000
+    draws = sampling.sample(logits.expand(n, 7), generator=torch.Generator().manual_seed(8), **options)
+    check.equal(list(draws.shape), [n], what="shape of sample(logits[6000, 7])", hint="sample_distribution")
+    counts = torch.bincount(draws, minlength=7)
+    outside = int(counts[expected == 0].sum())
+    check.that(outside == 0, f"{outside} of {n} draws are tokens the filters remove", hint="temperature_after_filter",
+               about=draws)
+    p_value = chi_square_p_value(counts, expected)
+    check.that(p_value > P_VALUE_FLOOR,
+               f"sampled frequencies {(counts / n).tolist()} do not follow the filtered distribution "
+               f"{[round(v, 4) for v in expected.tolist()]} (chi-square p-value {p_value:.2g})",
+               hint="sample_distribution", about=draws)
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("filters", [dict(top_p=0.5), dict(min_p=0.2)])
+def test_sample_applies_temperature_before_filtering(filters):
+    # At temperature 0.25 only token 0 survives top-p 0.5 / min-p 0.2; at temperature 1 token 1
+    # would survive too. A correct sampler therefore draws token 0 every time.
+    logits = torch.tensor([[2.0, 1.5, 1.0, 0.0, -1.0]])
+    assert bool((filtered_probs(logits, temperature=0.25, **filters)[0, 1:] == 0).all())
+    draws = sampling.sample(logits.expand(400, 5), temperature=0.25, generator=torch.Generator().manual_seed(9),
+                            **filters)
+    check.that(bool((draws == 0).all()), f"token 0 is the only one left after temperature 0.25 and {filters}, "
+               f"but the sampler drew {sorted(set(draws.tolist()))}", hint="temperature_after_filter", about=draws)
+
+
+@pytest.mark.points(1)
+def test_sample_temperature_zero_is_greedy():
+    logits = logits_batch(40, 30, seed=10, scale=0.5).reshape(2, 20, 30)
+    out = sampling.sample(logits, temperature=0.0, top_k=3)
+    check.equal(out, logits.argmax(-1), hint="greedy_temperature_zero")
+
+
+@pytest.mark.points(1)
+def test_sample_is_reproducible_with_a_generator_and_keeps_batch_shape():
+    logits = logits_batch(4, 9, seed=11).reshape(2, 2, 9)
+    a = sampling.sample(logits, generator=torch.Generator().manual_seed(12))
+    b = sampling.sample(logits, generator=torch.Generator().manual_seed(12))
+    check.equal(list(a.shape), [2, 2], what="shape", hint="sample_distribution")
+    check.equal(a, b, what="two draws with identically seeded generators", hint="sample_distribution")
+
+
+# --- beam search -------------------------------------------------------------------------
+
+
+@functools.cache
+def tiny_gpt2():
+    from transformers import GPT2LMHeadModel
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    return GPT2LMHeadModel.from_pretrained(ROOT / "checkpoints" / "gpt2-tiny").eval()
+
+
+def hf_beam_search(model, prompt, num_beams, max_new_tokens, length_penalty, eos_token_id):
+    with torch.no_grad():
+        return model.generate(prompt, attention_mask=torch.ones_like(prompt), num_beams=num_beams, do_sample=False,
+                              max_new_tokens=max_new_tokens, length_penalty=length_penalty,
+                              eos_token_id=eos_token_id, pad_token_id=0, early_stopping=False)
+
+
+def logits_fn(model):
+    def forward(ids):
+        with torch.no_grad():
+            return model(ids).logits
+    return forward
+
+
+@pytest.mark.points(3)
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed,num_beams,length_penalty", [(0, 2, 1.0), (1, 3, 0.5), (2, 4, 2.0), (3, 3, -1.0)])
+def test_beam_search_matches_generate_without_eos(seed, num_beams, length_penalty):
+    model = tiny_gpt2()
+    prompt = torch.randint(1, 512, (1, 5), generator=torch.Generator().manual_seed(seed))
+    expected = hf_beam_search(model, prompt, num_beams, 8, length_penalty, None)
+    out = sampling.beam_search(logits_fn(model), prompt, num_beams, 8, length_penalty=length_penalty)
+    check.equal(out, expected, hint="beam_search_rules")
+
+
+@pytest.mark.points(4)
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed,num_beams,length_penalty,eos_at",
+                         [(0, 3, 0.5, 1), (1, 2, 1.0, 1), (1, 3, 1.0, 2), (2, 3, -0.5, 3), (4, 4, 2.0, 2),
+                          (5, 3, 1.0, 0)])
+def test_beam_search_matches_generate_with_eos(seed, num_beams, length_penalty, eos_at):
+    # The EOS id is a token the search really produces: the one the oracle's own beam
+    # search (without EOS) generates at position `eos_at`, so finished hypotheses matter.
+    model = tiny_gpt2()
+    prompt = torch.randint(1, 512, (1, 6), generator=torch.Generator().manual_seed(seed))
+    eos = int(hf_beam_search(model, prompt, num_beams, 10, length_penalty, None)[0, 6 + eos_at])
+    expected = hf_beam_search(model, prompt, num_beams, 10, length_penalty, eos)
+    out = sampling.beam_search(logits_fn(model), prompt, num_beams, 10, length_penalty=length_penalty,
+                               eos_token_id=eos)
+    check.equal(out, expected, hint="beam_search_rules")
+
+
+@pytest.mark.points(2)
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed,num_beams,length_penalty,rank", [(0, 2, 0.0, 2), (1, 3, 0.5, 4), (5, 3, 0.0, 3),
+                                                                (2, 2, -1.0, 2)])
+def test_beam_search_finishes_eos_only_among_the_first_k(seed, num_beams, length_penalty, rank):
+    # EOS is the first step's candidate of rank k..2k-1: generate() drops it there (only the
+    # first k candidates may finish), so an early EOS hypothesis must not win.
+    model = tiny_gpt2()
+    prompt = torch.randint(1, 512, (1, 6), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        eos = int(model(prompt).logits[0, -1].topk(2 * num_beams).indices[rank])
+    expected = hf_beam_search(model, prompt, num_beams, 10, length_penalty, eos)
+    out = sampling.beam_search(logits_fn(model), prompt, num_beams, 10, length_penalty=length_penalty,
+                               eos_token_id=eos)
+    check.equal(out, expected, hint="beam_search_rules")
+
+
+# --- speculative decoding ----------------------------------------------------------------
+
+
+class Bigram:
+    """A toy language model: the next-token distribution depends only on the last token."""
+
+    def __init__(self, probs):
+        self.logits = torch.tensor(probs, dtype=torch.float64).log().float()
+
+    def __call__(self, ids):
+        return self.logits[ids]  # [B, L] -> [B, L, V]
+
+    def greedy(self, ids, n):
+        ids = ids[0].tolist()
+        for _ in range(n):
+            ids.append(int(self.logits[ids[-1]].argmax()))
+        return torch.tensor([ids])
+
+
+TARGET = Bigram([[0.5, 0.3, 0.2], [0.15, 0.6, 0.25], [0.3, 0.3, 0.4]])
+DRAFT = Bigram([[0.1, 0.3, 0.6], [0.6, 0.2, 0.2], [0.34, 0.33, 0.33]])
+TARGET4 = Bigram([[0.1, 0.5, 0.3, 0.1], [0.2, 0.1, 0.6, 0.1], [0.45, 0.25, 0.2, 0.1], [0.3, 0.1, 0.2, 0.4]])
+DRAFT4 = Bigram([[0.4, 0.3, 0.2, 0.1], [0.1, 0.6, 0.2, 0.1], [0.25, 0.25, 0.4, 0.1], [0.3, 0.4, 0.2, 0.1]])
+
+
+def joint_probs(model, first, n, temperature=1.0):
+    """P(x_1..x_n | first) under a bigram model, flattened in base-V order."""
+    step = torch.softmax(model.logits.double() / temperature, dim=-1)
+    vocab = step.shape[0]
+    probs = step[first]  # [V]
+    last = torch.arange(vocab)
+    for _ in range(n - 1):
+        probs = (probs[:, None] * step[last]).reshape(-1)
+        last = torch.arange(vocab).repeat(probs.numel() // vocab)
+    return probs
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_speculative_greedy_equals_target_greedy(k):
+    prompt = torch.tensor([[0, 2]])
+    out, rate = sampling.speculative_decode(TARGET4, DRAFT4, prompt, 9, k=k, temperature=0.0)
+    check.equal(out, TARGET4.greedy(prompt, 9), hint="speculative_greedy")
+    check.that(isinstance(rate, float) and 0.0 <= rate <= 1.0, f"acceptance rate should be a float in [0, 1], got {rate!r}",
+               hint="acceptance_rate")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_speculative_accepts_everything_when_draft_is_target(temperature):
+    prompt = torch.tensor([[1]])
+    out, rate = sampling.speculative_decode(TARGET4, TARGET4, prompt, 11, k=3, temperature=temperature,
+                                            generator=torch.Generator().manual_seed(13))
+    check.equal(list(out.shape), [1, 12], what="output shape", hint="speculative_greedy")
+    check.that(rate == 1.0, f"a draft identical to the target must have every token accepted; "
+               f"acceptance rate {rate!r}", hint="acceptance_rate")
+
+
+@pytest.mark.points(4)
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("k,temperature", [(2, 1.0), (1, 1.0), (4, 0.7)])
+def test_speculative_sampling_follows_the_target(k, temperature):
+    # Every 3-token continuation is counted; its exact probability under the target is a
+    # product of table entries (all >= 0.003 here, >= 6 expected draws in every cell).
+    n, new = 2000, 3
+    g = torch.Generator().manual_seed(14 + k)
+    counts = torch.zeros(27)
+    rates = []
+    for _ in range(n):
+        out, rate = sampling.speculative_decode(TARGET, DRAFT, torch.tensor([[0]]), new, k=k,
+                                                temperature=temperature, generator=g)
+        a, b, c = out[0, 1:].tolist()
+        counts[9 * a + 3 * b + c] += 1
+        rates.append(rate)
+    expected = joint_probs(TARGET, 0, new, temperature)
+    p_value = chi_square_p_value(counts, expected)
+    check.that(p_value > P_VALUE_FLOOR,
+               f"speculative samples do not follow the target's distribution: chi-square p-value {p_value:.2g} "
+               f"over {n} runs (largest gap {float((counts / n - expected).abs().max()):.3f})",
+               hint="speculative_residual")
+    mean_rate = sum(rates) / n
+    check.that(0.05 < mean_rate < 0.95, f"mean acceptance rate {mean_rate:.3f}: with this draft some, but not all, "
+               f"proposals should be accepted", hint="acceptance_rate")

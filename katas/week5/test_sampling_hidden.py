@@ -1,0 +1,199 @@
+"""Hidden tests for week5/sampling: fresh seeded inputs, expected values from the reference."""
+
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+
+from transformers.generation.logits_process import (
+    MinPLogitsWarper,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from graders import check, reference, student
+
+pytestmark = pytest.mark.hidden
+
+sampling = student("week5.sampling")
+model_solution = reference("week5.sampling")
+
+ROOT = Path(__file__).resolve().parents[2]
+P_VALUE_FLOOR = 1e-6  # a correct sampler fails a chi-square test with probability 1e-6
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def fresh_logits(shape, seed, scale=2.5, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale - 1.0).to(dtype)
+
+
+def boundary_safe(x, p):
+    probs = torch.softmax(x.double(), dim=-1).sort(dim=-1, descending=True).values
+    return bool(((probs.cumsum(-1) - p).abs() > 1e-5).all())
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("seed", [101, 102, 103])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_filters_match_reference(seed, dtype):
+    x = fresh_logits((2, 3, 17), seed, dtype=dtype)
+    check.close(sampling.apply_temperature(x, 0.7), model_solution.apply_temperature(x, 0.7))
+    for k in (1, 4, 17, 30):
+        check.equal(sampling.top_k_filter(x, k), model_solution.top_k_filter(x, k), hint="top_k_ties")
+    for p in (0.05, 0.35, 0.8, 0.97):
+        if boundary_safe(x, p):
+            check.equal(sampling.top_p_filter(x, p), model_solution.top_p_filter(x, p), hint="top_p_too_many")
+            check.equal(sampling.top_p_filter(x, p, min_tokens_to_keep=3),
+                        model_solution.top_p_filter(x, p, min_tokens_to_keep=3), hint="top_p_min_tokens")
+    for min_p in (0.01, 0.3):
+        check.equal(sampling.min_p_filter(x, min_p), model_solution.min_p_filter(x, min_p), hint="min_p_threshold")
+
+
+@pytest.mark.points(2)
+def test_top_k_ties_match_reference():
+    x = torch.randint(-2, 2, (4, 2, 11), generator=torch.Generator().manual_seed(104)).float()
+    for k in (1, 2, 3, 6):
+        check.equal(sampling.top_k_filter(x, k), model_solution.top_k_filter(x, k), hint="top_k_ties")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("penalty", [1.1, 3.0, 0.6])
+def test_penalties_match_reference(penalty):
+    g = torch.Generator().manual_seed(105)
+    x = torch.randn(3, 2, 13, generator=g) * 3
+    ids = torch.randint(0, 13, (3, 2, 9), generator=g)
+    check.close(sampling.repetition_penalty(x, ids, penalty), model_solution.repetition_penalty(x, ids, penalty),
+                hint="repetition_negative")
+    check.close(sampling.frequency_presence_penalty(x, ids, 0.25 * penalty, 1.0 / penalty),
+                model_solution.frequency_presence_penalty(x, ids, 0.25 * penalty, 1.0 / penalty),
+                hint="frequency_presence")
+
+
+@pytest.mark.points(1)
+def test_greedy_matches_reference():
+    x = fresh_logits((5, 4, 23), 106)
+    check.equal(sampling.sample(x, temperature=0), model_solution.sample(x, temperature=0),
+                hint="greedy_temperature_zero")
+
+
+def chi_square_p_value(counts, probs):
+    counts, probs = counts.double(), probs.double()
+    keep = probs > 0
+    expected = counts.sum() * probs[keep]
+    stat = ((counts[keep] - expected) ** 2 / expected).sum()
+    dof = int(keep.sum()) - 1
+    return float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), stat / 2))
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("options", [dict(temperature=0.5, top_p=0.9), dict(temperature=2.0, top_k=3, min_p=0.3)])
+def test_sample_distribution_on_fresh_logits(options):
+    logits = fresh_logits((1, 6), 107, scale=1.0)
+    ids = torch.zeros(1, 1, dtype=torch.long)
+    filtered = TemperatureLogitsWarper(options["temperature"])(ids, logits)
+    if "top_k" in options:
+        filtered = TopKLogitsWarper(options["top_k"])(ids, filtered)
+    if "top_p" in options:
+        filtered = TopPLogitsWarper(options["top_p"])(ids, filtered)
+    if "min_p" in options:
+        filtered = MinPLogitsWarper(options["min_p"])(ids, filtered)
+    expected = torch.softmax(filtered.double(), -1)[0]
+    n = 5000
+    draws = sampling.sample(logits.expand(n, 6), generator=torch.Generator().manual_seed(108), **options)
+    counts = torch.bincount(draws, minlength=6)
+    check.that(int(counts[expected == 0].sum()) == 0, "the sampler drew tokens the filters remove",
+               hint="temperature_after_filter", about=draws)
+    p_value = chi_square_p_value(counts, expected)
+    check.that(p_value > P_VALUE_FLOOR, f"sampled frequencies do not follow the filtered distribution "
+               f"(chi-square p-value {p_value:.2g})", hint="sample_distribution", about=draws)
+
+
+class TrigramToy:
+    """A deterministic toy LM over 40 tokens whose logits depend on the last two tokens."""
+
+    def __init__(self, seed):
+        g = torch.Generator().manual_seed(seed)
+        self.table = torch.randn(40, 40, 40, generator=g) * 1.5
+
+    def __call__(self, ids):
+        prev = torch.cat([ids[:, :1], ids[:, :-1]], dim=1)
+        return self.table[prev, ids]
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("seed,num_beams,length_penalty,eos", [(110, 2, 1.0, 3), (111, 3, 0.0, 7), (112, 4, 2.0, 1),
+                                                               (113, 3, -1.0, 5), (114, 5, 1.0, None)])
+def test_beam_search_matches_reference_on_a_toy_model(seed, num_beams, length_penalty, eos):
+    model = TrigramToy(seed)
+    prompt = torch.tensor([[seed % 40, (seed * 7) % 40, 2]])
+    expected = model_solution.beam_search(model, prompt, num_beams, 9, length_penalty=length_penalty, eos_token_id=eos)
+    out = sampling.beam_search(model, prompt, num_beams, 9, length_penalty=length_penalty, eos_token_id=eos)
+    check.equal(out, expected, hint="beam_search_rules")
+
+
+@functools.cache
+def tiny_gpt2():
+    from transformers import GPT2LMHeadModel
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    return GPT2LMHeadModel.from_pretrained(ROOT / "checkpoints" / "gpt2-tiny").eval()
+
+
+@pytest.mark.points(2)
+@pytest.mark.timeout(120)
+def test_speculative_greedy_on_gpt2_equals_generate():
+    target = tiny_gpt2()
+    draft = type(target)(target.config).eval()  # a different random model of the same shape
+    torch.manual_seed(115)
+    draft.load_state_dict({k: v + 0.05 * torch.randn_like(v) for k, v in target.state_dict().items()})
+
+    def call(model):
+        def forward(ids):
+            with torch.no_grad():
+                return model(ids).logits
+        return forward
+
+    prompt = torch.randint(1, 512, (1, 5), generator=torch.Generator().manual_seed(116))
+    with torch.no_grad():
+        expected = target.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=12,
+                                   eos_token_id=None, pad_token_id=0)
+    out, rate = sampling.speculative_decode(call(target), call(draft), prompt, 12, k=3, temperature=0.0)
+    check.equal(out, expected, hint="speculative_greedy")
+    expected_out = model_solution.speculative_decode(call(target), call(draft), prompt, 12, k=3, temperature=0.0)
+    check.close(rate, expected_out[1], hint="acceptance_rate", what="acceptance rate")
+
+
+class Bigram:
+    def __init__(self, probs):
+        self.logits = torch.tensor(probs, dtype=torch.float64).log().float()
+
+    def __call__(self, ids):
+        return self.logits[ids]
+
+
+@pytest.mark.points(3)
+@pytest.mark.timeout(120)
+def test_speculative_sampling_two_tokens_follow_the_target():
+    target = Bigram([[0.2, 0.5, 0.2, 0.1], [0.4, 0.1, 0.1, 0.4], [0.25, 0.25, 0.25, 0.25], [0.1, 0.2, 0.3, 0.4]])
+    draft = Bigram([[0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.7, 0.1], [0.1, 0.6, 0.2, 0.1], [0.4, 0.3, 0.2, 0.1]])
+    n, g = 2500, torch.Generator().manual_seed(117)
+    counts = torch.zeros(16)
+    for _ in range(n):
+        out, _ = sampling.speculative_decode(target, draft, torch.tensor([[3, 0]]), 2, k=3, generator=g)
+        counts[4 * int(out[0, 2]) + int(out[0, 3])] += 1
+    step = torch.softmax(target.logits.double(), -1)
+    expected = (step[0][:, None] * step).reshape(-1)  # P(a | 0) * P(b | a)
+    p_value = chi_square_p_value(counts, expected)
+    check.that(p_value > P_VALUE_FLOOR, f"speculative samples do not follow the target (chi-square p-value "
+               f"{p_value:.2g})", hint="speculative_residual")

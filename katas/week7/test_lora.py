@@ -1,0 +1,356 @@
+"""Public tests for week7/lora.
+
+Oracles: the closed form `x @ W.T + b + (alpha / r) * x @ A.T @ B.T` computed here with
+torch, peft's target rule applied independently to `named_modules()`, the closed-form
+parameter count r * (in + out), and the golden QLoRA fixture made with the week-5 NF4 code.
+"""
+
+import copy
+import functools
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from graders import check, fixtures, student, unwrap
+
+lora = student("week7.lora")
+quantization = student("week5.quantization")
+
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+def randn(*shape, seed=0, scale=1.0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+
+def make_linear(in_features, out_features, seed=0, bias=True, dtype=torch.float32):
+    base = nn.Linear(in_features, out_features, bias=bias, dtype=dtype)
+    with torch.no_grad():
+        base.weight.copy_(randn(out_features, in_features, seed=seed, scale=0.5))
+        if bias:
+            base.bias.copy_(randn(out_features, seed=seed + 1, scale=0.1))
+    return base
+
+
+def set_adapters(layer, seed):
+    """Give A and B known random values (B is zero at init, which hides the scale)."""
+    A, B = layer.A, layer.B
+    with torch.no_grad():
+        A.copy_(randn(*A.shape, seed=seed, scale=0.3))
+        B.copy_(randn(*B.shape, seed=seed + 1, scale=0.3))
+    return A.detach().clone(), B.detach().clone()
+
+
+def sgd_step(params, lr):
+    """Plain gradient descent on the parameters that have a gradient (frozen ones have none)."""
+    with torch.no_grad():
+        for p in params:
+            if p.grad is not None:
+                p -= lr * p.grad
+                p.grad = None
+
+
+def lora_oracle(x, weight, bias, A, B, alpha, r):
+    return F.linear(x, weight, bias) + (alpha / r) * (x @ A.T @ B.T)
+
+
+@functools.cache
+def _checkpoint(name):
+    transformers = pytest.importorskip("transformers")
+    cls = {"llama-tiny": transformers.LlamaForCausalLM, "gpt2-tiny": transformers.GPT2LMHeadModel}[name]
+    return cls.from_pretrained(CHECKPOINTS / name).eval()
+
+
+def load_llama():
+    """A fresh copy of the tiny LLaMA (inject_lora works in place)."""
+    return copy.deepcopy(_checkpoint("llama-tiny"))
+
+
+def load_gpt2():
+    return copy.deepcopy(_checkpoint("gpt2-tiny"))
+
+
+def peft_targets(model, targets):
+    """peft's rule, written here independently of the student's code."""
+    return {name for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and any(name == t or name.endswith("." + t) for t in targets)}
+
+
+def lora_modules(model):
+    """Names of the modules that carry LoRA adapters (A and B parameters) after injection."""
+    return {name for name, module in model.named_modules()
+            if isinstance(getattr(module, "A", None), nn.Parameter)
+            and isinstance(getattr(module, "B", None), nn.Parameter)}
+
+
+# --- LoRALinear --------------------------------------------------------------------------
+
+
+@pytest.mark.points(2)
+def test_fresh_layer_gives_the_base_output():
+    base = make_linear(12, 7, seed=1)
+    x = randn(2, 3, 12, seed=2)
+    expected = F.linear(x, base.weight.detach().clone(), base.bias.detach().clone())
+    layer = lora.LoRALinear(base, r=4, alpha=8.0)
+    check.close(layer(x), expected, hint="b_random_init")
+
+
+@pytest.mark.points(1)
+def test_adapter_shapes_and_init():
+    base = make_linear(20, 6, seed=3)
+    layer = lora.LoRALinear(base, r=3, alpha=6.0)
+    A, B = layer.A, layer.B
+    check.equal(list(A.shape), [3, 20], what="A.shape")
+    check.equal(list(B.shape), [6, 3], what="B.shape")
+    check.equal(B.detach(), torch.zeros(6, 3), hint="b_random_init", what="B at init")
+    # kaiming_uniform_(a=sqrt(5)) on [r, in] draws from U(-1/sqrt(in), 1/sqrt(in)).
+    bound = 1 / math.sqrt(20)
+    check.that(bool((A.detach().abs() <= bound + 1e-6).all()),
+               f"A's entries should lie in [-1/sqrt(in), 1/sqrt(in)] = ±{bound:.4f} (kaiming_uniform_, a=sqrt(5))")
+    check.that(bool(A.detach().std() > bound / 4), "A should be randomly initialised (not zero): "
+               "with A = B = 0 no gradient ever reaches B")
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("r,alpha", [(4, 16.0), (2, 1.0), (8, 8.0)])
+def test_output_is_base_plus_scaled_update(r, alpha):
+    base = make_linear(10, 5, seed=r)
+    weight, bias = base.weight.detach().clone(), base.bias.detach().clone()
+    layer = lora.LoRALinear(base, r=r, alpha=alpha)
+    A, B = set_adapters(layer, seed=10 + r)
+    x = randn(3, 4, 10, seed=20 + r)
+    check.close(layer(x), lora_oracle(x, weight, bias, A, B, alpha, r), hint="scale_alpha_not_over_r")
+
+
+@pytest.mark.points(2)
+def test_only_A_and_B_are_trainable():
+    base = make_linear(9, 5, seed=4)
+    layer = lora.LoRALinear(base, r=2, alpha=4.0)
+    raw = unwrap(layer)
+    trainable = {id(p) for p in raw.parameters() if p.requires_grad}
+    check.that(trainable == {id(layer.A), id(layer.B)},
+               f"the trainable parameters should be exactly A and B; got "
+               f"{sorted(n for n, p in raw.named_parameters() if p.requires_grad)}", hint="base_trainable")
+    check.that(not any(p.requires_grad for p in layer.base.parameters()),
+               "the base layer's weight and bias should have requires_grad=False", hint="base_trainable")
+    check.equal(lora.trainable_parameters(layer), (2 * (9 + 5), 2 * (9 + 5) + 9 * 5 + 5),
+                hint="base_trainable", what="trainable_parameters(layer)")
+
+
+@pytest.mark.points(2)
+def test_training_moves_only_the_adapters():
+    """Fit a rank-2 change of the base weight; the loss falls and the base never moves."""
+    base = make_linear(8, 6, seed=5)
+    frozen = base.weight.detach().clone(), base.bias.detach().clone()
+    delta = randn(6, 2, seed=6) @ randn(2, 8, seed=7) * 0.5
+    x = randn(64, 8, seed=8)
+    y = F.linear(x, frozen[0] + delta, frozen[1])
+    torch.manual_seed(0)  # A's random init
+    layer = lora.LoRALinear(base, r=2, alpha=4.0)
+    params = list(unwrap(layer).parameters())  # all of them: frozen ones must get no gradient
+    losses = []
+    for _ in range(60):
+        loss = F.mse_loss(layer(x), y)
+        loss.backward()
+        sgd_step(params, lr=0.1)
+        losses.append(loss.item())
+    check.close(layer.base.weight.detach(), frozen[0], hint="base_trainable", what="base weight after training")
+    check.close(layer.base.bias.detach(), frozen[1], hint="base_trainable", what="base bias after training")
+    # The reference cuts the loss ~1e5-fold on this toy problem; 10x leaves a wide margin
+    # for any correct implementation and any draw of A (deterministic: fixed seeds).
+    check.that(losses[-1] < losses[0] / 10,
+               f"training A and B should fit a rank-2 update: loss went {losses[0]:.4f} -> {losses[-1]:.4f}")
+
+
+@pytest.mark.points(3)
+def test_merge_returns_an_equivalent_new_linear():
+    base = make_linear(11, 7, seed=9)
+    layer = lora.LoRALinear(base, r=4, alpha=12.0)
+    A, B = set_adapters(layer, seed=30)
+    x = randn(5, 11, seed=31)
+    before = layer(x).detach().clone()
+    merged = layer.merge()
+    check.that(isinstance(merged, nn.Linear) and merged is not layer.base,
+               f"merge() should return a new nn.Linear, got {type(merged).__name__}")
+    check.close(merged(x).detach(), before, hint="merge_forgets_scale", what="merged layer output")
+    check.close(merged.weight.detach(), base.weight.detach() + (12.0 / 4) * B @ A,
+                hint="merge_forgets_scale", what="merged weight")
+    check.close(layer(x).detach(), before, what="the LoRA layer's output after merge() (it must not change)")
+    check.that(merged.weight.data_ptr() not in {p.data_ptr() for p in unwrap(layer).parameters()},
+               "the merged weight must be a new tensor, not one of this layer's parameters")
+
+
+@pytest.mark.points(1)
+def test_dropout_touches_only_the_adapter_input():
+    base = make_linear(10, 4, seed=11)
+    x = randn(6, 10, seed=12)
+    expected = F.linear(x, base.weight.detach().clone(), base.bias.detach().clone())
+    layer = lora.LoRALinear(base, r=2, alpha=2.0, dropout=0.5)
+    unwrap(layer).train()
+    check.close(layer(x), expected, hint="b_random_init",
+                what="train-mode output with B = 0 (dropout must not touch the base path)")
+    A, B = set_adapters(layer, seed=13)
+    unwrap(layer).eval()
+    check.close(layer(x), lora_oracle(x, base.weight.detach(), base.bias.detach(), A, B, 2.0, 2),
+                what="eval-mode output (dropout inactive)")
+
+
+@pytest.mark.points(1)
+def test_keeps_dtype_and_works_without_bias():
+    base = make_linear(6, 3, seed=14, bias=False, dtype=torch.float64)
+    layer = lora.LoRALinear(base, r=2, alpha=3.0)
+    check.that(layer.A.dtype == torch.float64 and layer.B.dtype == torch.float64,
+               f"A and B should take the base weight's dtype (float64), got {layer.A.dtype}, {layer.B.dtype}")
+    A, B = set_adapters(layer, seed=15)
+    x = randn(2, 6, seed=16, dtype=torch.float64)
+    check.close(layer(x), lora_oracle(x, base.weight.detach(), None, A, B, 3.0, 2),
+                hint="scale_alpha_not_over_r")
+
+
+# --- inject_lora and trainable_parameters ------------------------------------------------
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("targets", [["q_proj", "v_proj"], ["self_attn.o_proj", "down_proj"],
+                                     ["proj", "gate_proj"], ["lm_head", "k_proj"]])
+def test_inject_replaces_exactly_peft_targets_on_llama(targets):
+    model = load_llama()
+    expected = peft_targets(model, targets)
+    shapes = {name: (m.in_features, m.out_features) for name, m in model.named_modules() if name in expected}
+    total_before = sum(p.numel() for p in model.parameters())
+    out = lora.inject_lora(model, targets, r=4, alpha=8.0)
+    check.that(out is model, "inject_lora should modify the model in place and return it")
+    got = lora_modules(model)
+    check.that(got == expected, f"modules with LoRA adapters differ from peft's rule for {targets}:\n"
+               f"  missing {sorted(expected - got)[:4]}\n  unexpected {sorted(got - expected)[:4]}",
+               hint="wrong_targets")
+    adapter = sum(4 * (i + o) for i, o in shapes.values())
+    check.equal(lora.trainable_parameters(model), (adapter, total_before + adapter),
+                hint="base_trainable", what="trainable_parameters(model) after inject_lora")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    check.equal(trainable, adapter, hint="base_trainable",
+                what="number of parameters with requires_grad=True after inject_lora")
+
+
+@pytest.mark.points(2)
+def test_injected_llama_starts_as_the_base_model():
+    model = load_llama()
+    ids = torch.randint(1, 512, (2, 10), generator=torch.Generator().manual_seed(17))
+    with torch.no_grad():
+        expected = model(ids).logits
+    lora.inject_lora(model, ["q_proj", "v_proj", "up_proj"], r=4, alpha=16.0)
+    with torch.no_grad():
+        got = model(ids).logits
+    check.close(got, expected, hint="b_random_init", what="logits right after inject_lora")
+
+
+@pytest.mark.points(2)
+def test_gpt2_conv1d_modules_are_left_alone():
+    """GPT-2's c_attn / c_proj are Conv1D, not nn.Linear: only lm_head (an nn.Linear) matches."""
+    model = load_gpt2()
+    types_before = {name: type(m) for name, m in model.named_modules()
+                    if name.endswith(("c_attn", "c_proj", "c_fc"))}
+    total_before = sum(p.numel() for p in model.parameters())  # the tied wte/lm_head counts once
+    lora.inject_lora(model, ["c_attn", "c_proj", "lm_head"], r=2, alpha=4.0)
+    check.that(lora_modules(model) == {"lm_head"},
+               f"only lm_head should get adapters, got {sorted(lora_modules(model))[:5]}", hint="wrong_targets")
+    changed = [n for n, t in types_before.items() if type(model.get_submodule(n)) is not t]
+    check.that(not changed, f"Conv1D modules must be left alone, but these changed: {changed[:4]}",
+               hint="wrong_targets")
+    adapter = 2 * (64 + 512)
+    check.equal(lora.trainable_parameters(model), (adapter, total_before + adapter),
+                hint="base_trainable", what="trainable_parameters(gpt2) after inject_lora")
+
+
+@pytest.mark.points(2)
+def test_lora_fine_tuning_lowers_the_loss_with_the_base_frozen():
+    model = load_llama()
+    ids = torch.randint(1, 512, (2, 12), generator=torch.Generator().manual_seed(18))
+    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(0)  # the adapters' random init
+    lora.inject_lora(model, ["q_proj", "v_proj", "o_proj", "down_proj"], r=4, alpha=8.0)
+    params = list(model.parameters())
+    losses = []
+    for _ in range(8):
+        loss = model(ids, labels=ids).loss
+        loss.backward()
+        sgd_step(params, lr=0.2)
+        losses.append(loss.item())
+    # Memorising one batch: the reference goes from 7.5 to 3.2 in 8 steps; asking for a
+    # drop of 1.0 leaves a wide margin (deterministic: fixed seeds).
+    check.that(losses[-1] < losses[0] - 1.0,
+               f"8 gradient steps on one batch should lower the loss: {losses[0]:.3f} -> {losses[-1]:.3f}")
+    moved = [k for k, v in model.state_dict().items()
+             if not k.endswith((".A", ".B")) and k.replace(".base.", ".") in base_state
+             and not torch.equal(v, base_state[k.replace(".base.", ".")])]
+    check.that(not moved, f"base weights changed during LoRA training: {moved[:4]}", hint="base_trainable")
+
+
+# --- QLoRA ---------------------------------------------------------------------------------
+
+
+def qlora_fixture_layer(data):
+    base = nn.Linear(data["qlora_weight"].shape[1], data["qlora_weight"].shape[0])
+    with torch.no_grad():
+        base.weight.copy_(data["qlora_weight"])
+        base.bias.copy_(data["qlora_bias"])
+    layer = lora.QLoRALinear(base, r=data["qlora_r"], alpha=data["qlora_alpha"],
+                             block_size=data["qlora_block_size"])
+    return base, layer
+
+
+@pytest.mark.points(2)
+def test_qlora_matches_the_golden_nf4_layer():
+    data = fixtures.load("week7/lora")
+    _, layer = qlora_fixture_layer(data)
+    with torch.no_grad():
+        layer.A.copy_(data["qlora_A"])
+        layer.B.copy_(data["qlora_B"])
+        out = layer(data["qlora_x"])
+    check.close(out, data["qlora_out"], hint="not_nf4")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("block_size", [64, 32])
+def test_qlora_is_lora_over_your_dequantized_nf4_weight(block_size):
+    base = make_linear(64, 24, seed=19)
+    weight, bias = base.weight.detach().clone(), base.bias.detach().clone()
+    codes, absmax = quantization.nf4_quantize(weight, block_size=block_size)
+    w_dq = quantization.nf4_dequantize(codes, absmax, weight.shape, block_size=block_size).to(torch.float32)
+    layer = lora.QLoRALinear(base, r=4, alpha=4.0, block_size=block_size)
+    x = randn(3, 64, seed=20)
+    check.close(layer(x), F.linear(x, w_dq, bias), hint="b_random_init", what="fresh QLoRA output")
+    A, B = set_adapters(layer, seed=21)
+    check.close(layer(x), lora_oracle(x, w_dq, bias, A, B, 4.0, 4), hint="not_nf4")
+
+
+@pytest.mark.points(1)
+def test_qlora_trains_only_the_adapters_and_stores_no_float_weight():
+    base = make_linear(64, 16, seed=22)
+    layer = lora.QLoRALinear(base, r=2, alpha=4.0)
+    raw = unwrap(layer)
+    trainable = {id(p) for p in raw.parameters() if p.requires_grad}
+    check.that(trainable == {id(layer.A), id(layer.B)}, "QLoRALinear's trainable parameters should be "
+               "exactly A and B", hint="base_trainable")
+    check.that(not any(t.shape == base.weight.shape and t.is_floating_point()
+                       for t in list(raw.parameters()) + list(raw.buffers())),
+               "QLoRALinear should keep the base weight as NF4 codes + absmax, not as a float [out, in] tensor",
+               hint="not_nf4")
+
+
+@pytest.mark.gpu
+@pytest.mark.points(1)
+def test_adapters_follow_the_base_device():
+    base = make_linear(16, 8, seed=23).cuda()
+    layer = lora.LoRALinear(base, r=4, alpha=8.0)
+    check.that(layer.A.device.type == "cuda" and layer.B.device.type == "cuda",
+               f"A and B should live on the base weight's device (cuda), got {layer.A.device}, {layer.B.device}")
+    A, B = set_adapters(layer, seed=24)
+    x = randn(3, 16, seed=25).cuda()
+    check.close(layer(x), lora_oracle(x, base.weight.detach(), base.bias.detach(), A, B, 8.0, 4),
+                hint="scale_alpha_not_over_r")

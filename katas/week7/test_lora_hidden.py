@@ -1,0 +1,85 @@
+"""Hidden tests for week7/lora: fresh seeded layers and targets, expected values from the reference."""
+
+import copy
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from graders import check, reference, student
+
+pytestmark = pytest.mark.hidden
+
+lora = student("week7.lora")
+model = reference("week7.lora")
+
+CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
+
+
+@functools.cache
+def _llama():
+    transformers = pytest.importorskip("transformers")
+    return transformers.LlamaForCausalLM.from_pretrained(CHECKPOINTS / "llama-tiny")
+
+
+def randn(*shape, seed, scale=1.0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def linear(in_features, out_features, seed, bias=True):
+    layer = nn.Linear(in_features, out_features, bias=bias)
+    with torch.no_grad():
+        layer.weight.copy_(randn(out_features, in_features, seed=seed, scale=0.4))
+        if bias:
+            layer.bias.copy_(randn(out_features, seed=seed + 1, scale=0.1))
+    return layer
+
+
+def same_adapters(layers, seed):
+    r, n_in = layers[0].A.shape
+    n_out = layers[0].B.shape[0]
+    A, B = randn(r, n_in, seed=seed, scale=0.3), randn(n_out, r, seed=seed + 1, scale=0.3)
+    with torch.no_grad():
+        for layer in layers:
+            layer.A.copy_(A)
+            layer.B.copy_(B)
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("n_in,n_out,r,alpha,bias", [(13, 5, 3, 7.0, True), (32, 32, 16, 8.0, False), (4, 9, 1, 0.5, True)])
+def test_forward_and_merge_on_fresh_layers(n_in, n_out, r, alpha, bias):
+    seed = n_in * 100 + n_out
+    ours, theirs = lora.LoRALinear(linear(n_in, n_out, seed, bias), r, alpha), model.LoRALinear(linear(n_in, n_out, seed, bias), r, alpha)
+    same_adapters([ours, theirs], seed + 7)
+    x = randn(2, 3, n_in, seed=seed + 9)
+    check.close(ours(x), theirs(x), hint="scale_alpha_not_over_r")
+    with torch.no_grad():
+        check.close(ours.merge()(x), theirs.merge()(x), hint="merge_forgets_scale", what="merged layer output")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("targets", [["k_proj", "up_proj", "gate_proj"], ["layers.1.mlp.down_proj", "q_proj"], ["o_proj", "v"]])
+def test_inject_on_fresh_targets(targets):
+    ours, theirs = copy.deepcopy(_llama()), copy.deepcopy(_llama())
+    lora.inject_lora(ours, targets, r=2, alpha=5.0)
+    model.inject_lora(theirs, targets, r=2, alpha=5.0)
+
+    def adapted(m):
+        return sorted(n for n, mod in m.named_modules() if isinstance(getattr(mod, "A", None), nn.Parameter))
+
+    check.equal(adapted(ours), adapted(theirs), hint="wrong_targets", what="modules with adapters")
+    check.equal(lora.trainable_parameters(ours), model.trainable_parameters(theirs), hint="base_trainable",
+                what="trainable_parameters")
+
+
+@pytest.mark.points(2)
+def test_qlora_on_a_fresh_layer():
+    torch.manual_seed(0)
+    ours = lora.QLoRALinear(linear(128, 12, 77), r=4, alpha=16.0, block_size=32)
+    theirs = model.QLoRALinear(linear(128, 12, 77), r=4, alpha=16.0, block_size=32)
+    x = randn(4, 128, seed=78)
+    check.close(ours(x), theirs(x), hint="not_nf4", what="fresh QLoRA output")
+    same_adapters([ours, theirs], 79)
+    check.close(ours(x), theirs(x), hint="not_nf4")

@@ -1,0 +1,231 @@
+"""Public tests for week7/sft.
+
+Oracles: the documented rule for `build_example` (checked as properties), a hand-shifted
+`F.cross_entropy(ignore_index=-100)` for `sft_loss`, golden packed rows made by the
+reference, and -- for leakage -- a toy attention LM run on each example alone versus on
+the packed row with your `position_ids` and `attention_mask`.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, strategies as st
+
+from graders import check, fixtures, student
+
+sft = student("week7.sft")
+
+token_lists = st.lists(st.integers(3, 99), max_size=8)
+
+
+def randn(*shape, seed=0, scale=1.0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+
+def shifted_cross_entropy(logits, labels, reduction="mean"):
+    """The oracle: logits at t score the label at t + 1; -100 is ignored."""
+    V = logits.shape[-1]
+    return F.cross_entropy(logits[..., :-1, :].reshape(-1, V), labels[..., 1:].reshape(-1),
+                           ignore_index=-100, reduction=reduction)
+
+
+# --- build_example -------------------------------------------------------------------------
+
+
+@pytest.mark.points(2)
+@given(prompt=token_lists, response=token_lists, eos=st.integers(0, 2))
+def test_prompt_positions_are_masked(prompt, response, eos):
+    ids, labels = sft.build_example(prompt, response, 64, eos)
+    check.equal(list(labels[:len(prompt)]), [-100] * len(prompt), hint="prompt_not_masked",
+                what="labels of the prompt positions")
+
+
+@pytest.mark.points(2)
+@given(prompt=token_lists, response=token_lists, max_len=st.integers(1, 20))
+def test_labels_are_aligned_with_input_ids(prompt, response, max_len):
+    ids, labels = sft.build_example(prompt, response, max_len, 0)
+    check.equal(len(labels), len(ids), hint="labels_shifted_twice", what="len(labels)")
+    check.equal([lab for t, lab in enumerate(labels) if t >= len(prompt)],
+                [tok for t, tok in enumerate(ids) if t >= len(prompt)], hint="labels_shifted_twice",
+                what="labels after the prompt (they equal input_ids there: the loss shifts, not the data)")
+
+
+@pytest.mark.points(2)
+@given(prompt=token_lists, response=token_lists, eos=st.integers(0, 2))
+def test_response_ends_with_eos_when_it_fits(prompt, response, eos):
+    max_len = len(prompt) + len(response) + 1
+    ids, labels = sft.build_example(prompt, response, max_len, eos)
+    check.equal(list(ids), prompt + response + [eos], hint="eos_missing", what="input_ids")
+    check.equal(list(labels), [-100] * len(prompt) + response + [eos], hint="eos_missing", what="labels")
+
+
+@pytest.mark.points(2)
+@given(prompt=token_lists, response=token_lists, max_len=st.integers(1, 12))
+def test_truncation_keeps_the_start(prompt, response, max_len):
+    ids, labels = sft.build_example(prompt, response, max_len, 1)
+    full_ids = prompt + response + [1]
+    full_labels = [-100] * len(prompt) + response + [1]
+    check.equal(list(ids), full_ids[:max_len], hint="eos_missing", what="truncated input_ids")
+    check.equal(list(labels), full_labels[:max_len], hint="prompt_not_masked", what="truncated labels")
+
+
+@pytest.mark.points(1)
+def test_build_example_golden():
+    data = fixtures.load("week7/sft")
+    for (prompt, response, max_len, eos), expected in zip(data["build_cases"], data["build_expected"]):
+        ids, labels = sft.build_example(prompt, response, max_len, eos)
+        check.equal([list(ids), list(labels)], expected,
+                    what=f"build_example({prompt}, {response}, max_len={max_len}, eos_id={eos})")
+
+
+# --- sft_loss ------------------------------------------------------------------------------
+
+
+@pytest.mark.points(3)
+@pytest.mark.parametrize("shape", [(1, 6), (3, 9), (2, 2, 5)])
+def test_sft_loss_is_shifted_cross_entropy(shape):
+    V = 13
+    g = torch.Generator().manual_seed(sum(shape))
+    logits = randn(*shape, V, seed=len(shape), scale=2.0)
+    labels = torch.randint(0, V, shape, generator=g)
+    labels[torch.rand(shape, generator=g) < 0.4] = -100
+    labels[..., -1] = 5  # at least one counted target in every row
+    check.close(sft.sft_loss(logits, labels), shifted_cross_entropy(logits, labels), hint="no_shift")
+
+
+@pytest.mark.points(1)
+def test_sft_loss_ignores_prompt_and_keeps_dtype():
+    ids, labels = [3, 4, 5, 6, 7, 2], [-100, -100, -100, 6, 7, 2]
+    logits = randn(1, 6, 11, seed=3, dtype=torch.float64)
+    loss = sft.sft_loss(logits, torch.tensor([labels]))
+    targets = torch.tensor(labels[3:])  # predicted from positions 2, 3, 4
+    expected = F.cross_entropy(logits[0, 2:5], targets)
+    check.close(loss, expected, hint="no_shift")
+
+
+@pytest.mark.points(2)
+def test_loss_of_a_built_example_trains_exactly_the_response():
+    """build_example + sft_loss together: only response tokens and EOS, each predicted once."""
+    prompt, response, eos = [10, 11, 12], [20, 21, 22, 23], 2
+    ids, labels = sft.build_example(prompt, response, 32, eos)
+    logits = randn(1, len(ids), 30, seed=4)
+    loss = sft.sft_loss(logits, torch.tensor([labels]))
+    targets = torch.tensor(response + [eos])
+    # target j of the response is predicted by the logits at the position just before it
+    expected = F.cross_entropy(logits[0, len(prompt) - 1:len(prompt) - 1 + len(targets)], targets)
+    check.close(loss, expected, hint="labels_shifted_twice")
+
+
+# --- pack ----------------------------------------------------------------------------------
+
+
+@pytest.mark.points(3)
+def test_pack_golden():
+    data = fixtures.load("week7/sft")
+    examples = [tuple(e) for e in data["pack_examples"]]
+    rows = sft.pack(examples, data["pack_max_len"])
+    check.equal(len(rows), data["pack_n_rows"], hint="packing_rule", what="number of packed rows")
+    for i, row in enumerate(rows):
+        check.equal(row["input_ids"], data[f"pack_{i}_input_ids"], hint="packing_rule", what=f"rows[{i}]['input_ids']")
+        check.equal(row["position_ids"], data[f"pack_{i}_position_ids"], hint="positions_not_reset",
+                    what=f"rows[{i}]['position_ids']")
+        check.equal(row["labels"], data[f"pack_{i}_labels"], hint="packing_leaks_loss", what=f"rows[{i}]['labels']")
+        check.equal(row["attention_mask"], data[f"pack_{i}_attention_mask"], hint="packing_leaks_attention",
+                    what=f"rows[{i}]['attention_mask']")
+
+
+example_lists = st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4)), min_size=1, max_size=8)
+
+
+def make_examples(lengths, seed):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for n_prompt, n_response in lengths:
+        ids = torch.randint(3, 60, (n_prompt + n_response + 1,), generator=g).tolist()
+        out.append((ids, [-100] * n_prompt + ids[n_prompt:]))
+    return out
+
+
+@pytest.mark.points(2)
+@given(lengths=example_lists, max_len=st.integers(9, 16), seed=st.integers(0, 1000))
+def test_pack_keeps_order_and_is_greedy(lengths, max_len, seed):
+    examples = make_examples(lengths, seed)
+    rows = sft.pack(examples, max_len)
+    check.equal(torch.cat([r["input_ids"] for r in rows]).tolist(), [t for ids, _ in examples for t in ids],
+                hint="packing_rule", what="all rows' input_ids, concatenated")
+    sizes = [len(r["input_ids"]) for r in rows]
+    check.that(all(0 < n <= max_len for n in sizes), f"row lengths {sizes} should be in 1..{max_len}",
+               hint="packing_rule")
+    # Greedy: each row was closed only because the next example did not fit in it.
+    starts, k = [], 0
+    for n in sizes:
+        starts.append(k)
+        total = 0
+        while total < n:
+            total += len(examples[k][0])
+            k += 1
+        check.that(total == n, f"rows must hold whole examples; row lengths {sizes}", hint="packing_rule")
+    for row, nxt in zip(sizes, starts[1:]):
+        check.that(row + len(examples[nxt][0]) > max_len,
+                   f"row of length {row} was closed although the next example (length "
+                   f"{len(examples[nxt][0])}) fits in max_len={max_len}", hint="packing_rule")
+
+
+@pytest.mark.points(1)
+def test_pack_rejects_an_example_longer_than_max_len():
+    with check.raises(ValueError):
+        sft.pack([([1, 2, 3], [1, 2, 3]), ([4] * 9, [4] * 9)], 8)
+
+
+class ToyLM:
+    """One causal attention layer with learned positions: logits [L, V] for one sequence.
+
+    Its output at a position depends on every visible token and on the position ids, so a
+    packed row gives each example's own logits only if nothing leaks across examples.
+    """
+
+    def __init__(self, vocab=64, d=16, max_pos=32, seed=0):
+        self.tok, self.pos = randn(vocab, d, seed=seed), randn(max_pos, d, seed=seed + 1)
+        self.wq, self.wk, self.wv, self.wo = (randn(d, d, seed=seed + 2 + i, scale=d ** -0.5) for i in range(4))
+        self.head = randn(d, vocab, seed=seed + 6)
+
+    def __call__(self, ids, position_ids, mask):
+        h = self.tok[ids] + self.pos[position_ids]
+        q, k, v = (h @ w for w in (self.wq, self.wk, self.wv))
+        a = F.scaled_dot_product_attention(q[None], k[None], v[None], attn_mask=mask[None])[0]
+        return (h + a @ self.wo) @ self.head
+
+    def alone(self, ids):
+        L = len(ids)
+        return self(torch.tensor(ids), torch.arange(L), torch.ones(L, L, dtype=torch.bool).tril())
+
+
+@pytest.mark.points(4)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_packed_rows_compute_what_each_example_computes_alone(seed):
+    lengths = [(2, 3), (0, 2), (3, 1), (1, 4), (2, 0), (0, 5), (4, 2)]
+    examples = make_examples(lengths, seed)
+    model = ToyLM(seed=seed)
+    rows = sft.pack(examples, 14)
+    k = 0
+    for row in rows:
+        parts, n = [], 0
+        while n < len(row["input_ids"]):
+            parts.append(examples[k])
+            n += len(examples[k][0])
+            k += 1
+        check.equal(row["position_ids"], torch.cat([torch.arange(len(ids)) for ids, _ in parts]),
+                    hint="positions_not_reset", what="position_ids")
+        mask = row["attention_mask"]
+        check.that(mask.dtype == torch.bool and tuple(mask.shape) == (n, n),
+                   f"attention_mask should be bool [{n}, {n}], got {mask.dtype} {list(mask.shape)}")
+        packed = model(row["input_ids"], row["position_ids"], mask)
+        alone = torch.cat([model.alone(ids) for ids, _ in parts])
+        check.close(packed, alone, hint="packing_leaks_attention",
+                    what="toy-LM logits of the packed row vs each example alone")
+        packed_loss = shifted_cross_entropy(alone, row["labels"], reduction="sum")
+        alone_loss = sum(shifted_cross_entropy(model.alone(ids), torch.tensor(labels), reduction="sum")
+                         for ids, labels in parts)
+        check.close(packed_loss, alone_loss, hint="packing_leaks_loss",
+                    what="summed token loss of the packed row vs the examples' own losses")
