@@ -347,7 +347,7 @@ def _matches(event: dict, want: dict) -> bool:
 
 
 def _mutables(value, depth=0):
-    if depth > 4:
+    if depth > 8:  # (args, kwargs) -> args -> [param groups] -> {"params": [...]} -> tensors, and room to spare
         return
     if isinstance(value, (torch.Tensor, np.ndarray)):
         yield value
