@@ -24,6 +24,15 @@ alpha = exp(m - m_new) before the new tile is added:
 and at the end out = acc / l and lse = m + log(l) (the log-sum-exp of the row's scores,
 which the backward pass needs). Start with m = -inf, l = 0, acc = 0.
 
+Optional, on a CUDA GPU: write the same loop as one Triton kernel,
+`flash_attention_triton(q, k, v, is_causal=False) -> (out, lse)` for fp16 q, k, v
+[..., L, d] with d a power of two. One program instance owns a tile of query rows of one
+(batch, head) and keeps m, l and acc in registers while it walks the key tiles, so the
+score tile never leaves the chip; `tl.dot` does both matmuls. The GPU test checks it
+against SDPA and times it against materialised attention and SDPA itself; without CUDA
+it is skipped. `TRITON_INTERPRET=1` runs Triton kernels on CPU tensors, slowly, for
+debugging.
+
 Run `pytest katas/week3/test_flash_attention.py`; `kata hint week3/flash_attention` for hints.
 """
 

@@ -228,9 +228,10 @@ def naive_attention(q, k, v, is_causal):
 @pytest.mark.gpu
 @pytest.mark.throughput
 @pytest.mark.points(2)
-def test_optional_triton_kernel_beats_naive_attention():
+def test_optional_triton_kernel_is_fast():
     """If you also write `flash_attention_triton(q, k, v, is_causal=False)` (CUDA, fp16, Triton),
-    it must match SDPA and run at least 2x faster than materialised attention at L = 4096."""
+    it must match SDPA, run at least 2x faster than materialised attention at L = 4096 and
+    stay within 5x of PyTorch's own fused SDPA kernel."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     pytest.importorskip("triton")
@@ -242,6 +243,13 @@ def test_optional_triton_kernel_beats_naive_attention():
     expected_out, expected_lse = oracle(q[:, :1], k[:, :1], v[:, :1], is_causal=True)
     check.close(out[:, :1], expected_out.to(torch.float16), what="out (head 0)", hint="causal_blocks")
     check.close(lse[:, :1], expected_lse.float(), what="lse (head 0)", hint="lse_wrong")
+    # one call is ~0.1 ms: time 10 calls per sample so launch and sync overhead stay small
     throughput.assert_speedup(lambda: flash.flash_attention_triton(q, k, v, is_causal=True),
                               lambda: naive_attention(q, k, v, True),
-                              at_least=2.0, what="flash_attention_triton")
+                              at_least=2.0, what="flash_attention_triton", number=10)
+    # SDPA here is a hand-tuned FlashAttention-2/cuDNN kernel; 5x leaves room for a
+    # straightforward Triton kernel (one program per query tile, no warp specialisation)
+    # while failing one that spills the score tile to global memory
+    throughput.assert_within(lambda: flash.flash_attention_triton(q, k, v, is_causal=True),
+                             lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                             factor=5.0, what="flash_attention_triton vs SDPA", number=10)
