@@ -2,10 +2,10 @@
 
 What tests use:
 
-    from graders import check, fixtures, student, reference, throughput, unwrap
+    from graders import check, fixtures, student, reference, throughput, unwrap, in_one_crossing
 """
 
 from . import check, fixtures, throughput
-from .boundary import reference, student, unwrap
+from .boundary import in_one_crossing, reference, student, unwrap
 
-__all__ = ["check", "fixtures", "reference", "student", "throughput", "unwrap"]
+__all__ = ["check", "fixtures", "in_one_crossing", "reference", "student", "throughput", "unwrap"]

@@ -128,25 +128,44 @@ def _collect(files: list[str], root: Path) -> list[str]:
 
 
 def replay(submission: Path, course: Path, box: sandbox.Sandbox, katas: list[catalog.Kata],
-           hidden: bool) -> list[dict]:
+           hidden: bool) -> tuple[list[dict], list[str]]:
+    """Run the trusted tests here, one pytest session per kata, answering student calls from
+    the recordings; returns the results and notes on katas whose replay could not run."""
+    results: list[dict] = []
+    notes: list[str] = []
+    for kata in katas:
+        files = _test_files(course, [kata], hidden)
+        if not files:
+            continue
+        kata_results, exit_code = _replay_session(submission, course, box, files, hidden)
+        if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not kata_results:
+            notes.append(f"{kata.id}: the grader could not replay its tests (pytest exit status {int(exit_code)}); "
+                         "this is a fault in the course, not the submission: run `pytest "
+                         + " ".join(str(Path(f).relative_to(course)) for f in files) + " --impl reference`")
+        results += kata_results
+    return results, notes
+
+
+def _replay_session(submission: Path, course: Path, box: sandbox.Sandbox, files: list[str],
+                    hidden: bool) -> tuple[list[dict], pytest.ExitCode]:
     class Results:
         results: list[dict] = []
 
         def pytest_sessionfinish(self, session):
             self.results = session.config._kata_results
 
-    results = Results()
-    args = [*_test_files(course, katas, hidden), "--impl", str(submission), "--kata-replay", str(box.recordings),
+    collector = Results()
+    args = [*files, "--impl", str(submission), "--kata-replay", str(box.recordings),
             "-p", "no:terminal", "-p", "no:cacheprovider", "--rootdir", str(course),
             "-c", str(course / "pyproject.toml"), "-o", "addopts=--import-mode=importlib",
             "--hypothesis-profile", "grading", "-p", "no:randomly", *(["--hidden"] if hidden else [])]
     with _replay_lock:  # pytest sessions in one process take turns (batch grading runs children in parallel)
         previous = impl.current()
         try:
-            pytest.main(args, plugins=[results])
+            exit_code = pytest.main(args, plugins=[collector])
         finally:
             impl.set_current(previous)
-    return results.results
+    return collector.results, pytest.ExitCode(exit_code)
 
 
 def grade(submission: str | Path, course: str | Path | None = None, hidden: bool = False, only: str | None = None,
@@ -162,7 +181,8 @@ def grade(submission: str | Path, course: str | Path | None = None, hidden: bool
         box, crashed = record(submission, course, katas, hidden, limits or sandbox.Limits(), work)
         report.protections = box.protections
         report.notes += [f"{kata}: {why}" for kata, why in box.refused.items()]
-        results = replay(submission, course, box, katas, hidden)
+        results, replay_notes = replay(submission, course, box, katas, hidden)
+        report.notes += replay_notes
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for r in results:
@@ -247,8 +267,12 @@ def add_commands(sub) -> None:
     p.add_argument("--tests", default=None, help="trusted course root with katas/ and reference/ (default: this one)")
     p.add_argument("--hidden", action="store_true", help="include hidden tests")
     p.add_argument("--only", default=None, help="weekN or weekN/kata")
-    p.add_argument("--format", choices=["text", "json", "markdown", "junit"], default="text")
-    p.add_argument("--out", default=None, help="write the report here instead of stdout")
+    p.add_argument("--hidden-feedback", action="store_true",
+                   help="show hidden tests' failure messages (default: name and pass/fail only)")
+    p.add_argument("--format", choices=list(FORMATS), default="text", help="the report's format on stdout")
+    p.add_argument("--out", action="append", default=[], metavar="FILE",
+                   help="write the report here instead of stdout, in the format its extension names "
+                        "(.json, .md, .xml for JUnit, .txt); repeatable")
     p.add_argument("--batch", default=None, help="a directory of submissions (one sub-directory each)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once with --batch")
     p.add_argument("--csv", default=None, help="with --batch: write the gradebook here")
@@ -260,13 +284,21 @@ def cmd_grade(args, console) -> int:
         return _batch(args, console)
     if not args.submission:
         raise SystemExit("kata grade: name a submission directory (or --batch DIR)")
-    report = grade(args.submission, args.tests, hidden=args.hidden, only=args.only)
-    text = render(report, args.format)
-    if args.out:
-        Path(args.out).write_text(text)
-    else:
-        console.print(text, end="", markup=False, highlight=False)
+    report = grade(args.submission, args.tests, hidden=args.hidden, only=args.only,
+                   hidden_feedback=args.hidden_feedback)
+    for out in args.out:
+        Path(out).write_text(render(report, _format_for(out, args.format)))
+    if not args.out:
+        console.print(render(report, args.format), end="", markup=False, highlight=False)
     return 0
+
+
+FORMATS = {"text": ".txt", "json": ".json", "markdown": ".md", "junit": ".xml"}
+
+
+def _format_for(path: str, default: str) -> str:
+    suffix = Path(path).suffix.lower()
+    return next((fmt for fmt, ext in FORMATS.items() if ext == suffix), default)
 
 
 def _batch(args, console) -> int:

@@ -38,6 +38,30 @@ for _name, _profile in PROFILES.items():
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors],
     )
 
+
+
+def _no_local_constants() -> None:
+    """Make hypothesis's examples independent of which modules happen to be imported.
+
+    Hypothesis mixes into generation literal constants read from every *local* module
+    loaded so far (hypothesis >= 6.131). Here that would make the examples depend on
+    whether the student's module (and the reference) were imported: a test run alone
+    would get other inputs than in the whole suite, and the grader's trusted replay (which
+    never imports student code) other inputs than the sandbox that recorded them. So the
+    pool of local constants is pinned empty; hypothesis's own "nasty" constants stay.
+    tests/test_plugin.py checks that the examples do not change when a module is imported.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - a hypothesis without providers has no such pool
+        return
+    if hasattr(providers, "_get_local_constants"):
+        empty = providers.Constants()
+        providers._get_local_constants = lambda: empty
+
+
+_no_local_constants()
+
 _current_item: pytest.Item | None = None
 
 

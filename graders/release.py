@@ -3,6 +3,8 @@
 Everything a student needs — stubs, public tests, kata data (hints), fixtures, checkpoints,
 the harness, README — and nothing they must not have: no `reference/`, no hidden tests, no
 fixture recipes (they call the reference), no mutants or project tests, no CI of ours.
+The course's own CI goes in instead: `graders/workflows/*.yml` become the student
+repository's `.github/workflows/` (feedback on pull requests, and trusted grading).
 """
 
 from __future__ import annotations
@@ -30,4 +32,8 @@ def release(out_dir: str | Path, source: Path = PROJECT_ROOT) -> list[Path]:
             shutil.copytree(src, out / name, ignore=ignore)
         elif src.is_file():
             shutil.copy2(src, out / name)
+    workflows = out / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    for workflow in sorted((source / "graders" / "workflows").glob("*.yml")):
+        shutil.copy2(workflow, workflows / workflow.name)
     return sorted(p for p in out.rglob("*") if p.is_file())

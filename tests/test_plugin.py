@@ -152,3 +152,29 @@ def test_timeout_costs_only_that_test(course):
     result = course(GOOD.replace("return x / x.sum()", "while True:\n        pass"), "--timeout", "3")
     result.assert_outcomes(passed=1, failed=1, skipped=1, deselected=1)
     result.stdout.fnmatch_lines(["*Timeout*"])
+
+
+def test_hypothesis_examples_do_not_depend_on_imported_modules(tmp_path, monkeypatch):
+    """Hypothesis would mix literals of every imported local module into its examples, so a
+    test would see other inputs alone than in the suite, and the grader's replay (which never
+    imports student code) other inputs than the sandbox that recorded them."""
+    import importlib
+
+    from hypothesis import Phase, given, settings, strategies as st
+
+    seen = []
+
+    @settings(derandomize=True, database=None, max_examples=300, phases=[Phase.generate])
+    @given(st.floats(-4, 4), st.integers(-50, 50))
+    def draw(x, n):
+        seen.append((x, n))
+
+    draw()
+    before = list(seen)
+    (tmp_path / "kata_constants_probe.py").write_text(
+        "LITERALS = [1.2345678, -2.718, 3.25, 0.0625, 17, -33, 42]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("kata_constants_probe")
+    seen.clear()
+    draw()
+    assert seen == before

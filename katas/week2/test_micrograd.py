@@ -6,14 +6,13 @@ operators out as the methods Python calls for them: `a + b` is `a.__add__(b)`, `
 `2 / v` work the same way in your own code.
 """
 
-import contextlib
 import math
 
 import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from graders import check, student, unwrap
+from graders import check, in_one_crossing, student, unwrap
 
 micrograd = student("week2.micrograd")
 
@@ -261,43 +260,6 @@ def test_backward_runs_in_topological_order():
     check.close(x.grad, tx.grad.item(), what="gradient of x", hint="no_topo_order")
 
 
-def in_one_crossing(fn, *args):
-    """Run `fn(*args)`, test glue that drives your raw Values, as ONE crossing of the boundary.
-
-    A 10,000-node graph built one boundary call at a time would be slow and would swamp the
-    grader's recording, so this runs plain Python (`sum()`, operators) on your objects and
-    crosses once: your NotImplementedError and other exceptions are reported as from any
-    call, and when grading, the sandbox records the plain-data result once (recording
-    paused inside, as `graders.throughput` does) and the trusted replay reads it back.
-    """
-    from graders import recording
-
-    name = fn.__name__
-    rec = recording.current()
-    if recording.mode == "replay" and rec is not None:
-        try:
-            event = rec.next("glue", ["glue", name])
-        except recording.RecordingError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        if "fail" in event:
-            pytest.fail(event["fail"], pytrace=False)
-        return recording.decode(event["r"], rec)
-    problem = None
-    with rec.paused() if rec is not None else contextlib.nullcontext():
-        try:
-            result = fn(*args)
-        except NotImplementedError:
-            problem = f"NOT STARTED: week2/micrograd.py still raises NotImplementedError (in {name})."
-        except Exception as exc:  # the student's error, reported like any other call's
-            problem = f"ERROR in your Value (while running {name}): {type(exc).__name__}: {str(exc)[:300]}"
-    if rec is not None:
-        rec.add({"k": "glue", "ref": ["glue", name],
-                 **({"fail": problem} if problem else {"r": recording.encode(result, rec)})})
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    return result
-
-
 def _sum_of(n):
     Value = unwrap(micrograd.Value)
     xs = [Value(0.001 * i) for i in range(n)]
@@ -309,7 +271,7 @@ def _sum_of(n):
 @pytest.mark.points(2)
 def test_sum_of_ten_thousand_values():
     """`sum()` over 10,000 Values is a chain 10,000 nodes deep: no recursion allowed."""
-    total, grads = hinted("recursion_depth", in_one_crossing, _sum_of, 10_000)
+    total, grads = hinted("recursion_depth", in_one_crossing, micrograd, _sum_of, 10_000)
     check.close(total, math.fsum(0.001 * i for i in range(10_000)), what="sum of the values")
     grads = torch.tensor(grads, dtype=torch.float64)
     check.close(grads, torch.ones_like(grads), what="gradients of a sum")
@@ -327,7 +289,7 @@ def _deep_chain(x0, n):
 @pytest.mark.points(2)
 def test_deep_chain_of_mixed_ops():
     """x -> tanh -> *1.01 -> +0.01, repeated 3,500 times (10,500 nodes deep)."""
-    value, grad = hinted("recursion_depth", in_one_crossing, _deep_chain, 0.2, 3_500)
+    value, grad = hinted("recursion_depth", in_one_crossing, micrograd, _deep_chain, 0.2, 3_500)
     tx = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
     ty = tx
     for _ in range(3_500):

@@ -10,9 +10,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 
-from graders import check, student, unwrap
+from graders import check, in_one_crossing, student, unwrap
 
-from .test_micrograd import hinted, in_one_crossing, programs, student_run, torch_oracle
+from .test_micrograd import hinted, programs, student_run, torch_oracle
 
 pytestmark = pytest.mark.hidden
 
@@ -62,7 +62,7 @@ def _student_mlp(seed):
 @pytest.mark.points(2)
 @pytest.mark.parametrize("seed", [11, 12])
 def test_hidden_mlp_gradients(seed):
-    got_loss, got_grads = in_one_crossing(_student_mlp, seed)
+    got_loss, got_grads = in_one_crossing(micrograd, _student_mlp, seed)
     want_loss, want_grads = mlp_loss(torch_value, seed)
     check.close(got_loss, want_loss, what="MLP loss")
     check.close(torch.tensor(got_grads, dtype=torch.float64), torch.tensor(want_grads, dtype=torch.float64),
@@ -99,7 +99,7 @@ def _student_deep(seed, depth):
 
 @pytest.mark.points(2)
 def test_hidden_deep_random_graph():
-    got = hinted("recursion_depth", in_one_crossing, _student_deep, 5, 2500)
+    got = hinted("recursion_depth", in_one_crossing, micrograd, _student_deep, 5, 2500)
     want = deep_random_graph(torch_value, 5, 2500)
     check.close(got[0], want[0], what="value at the end of the graph")
     check.close(got[1], want[1], what="gradient of the input through the graph")
