@@ -490,7 +490,7 @@ class StudentModule:
         rec = recording.current()
         args, kwargs = _materialize(args), {k: _materialize(v) for k, v in kwargs.items()}
         description = describe_call(name, _stub_signature(self._dotted, name, ref[0] == "o"), args, kwargs)
-        rec.track((args, kwargs))
+        rec.track((args, tuple(kwargs.values())))  # not the kwargs dict: the test never holds it
         for value in list(args) + list(kwargs.values()):
             if _is_callback(value):
                 rec.callback_id(value)
@@ -520,7 +520,7 @@ class StudentModule:
                      "a": recording.digest((args, kwargs), rec)}
             if name.endswith(".with_grad"):
                 event["ref"] = event["ref"] + ["with_grad"]
-            rec.track((args, kwargs))
+            rec.track((args, tuple(kwargs.values())))  # not the kwargs dict: the test never holds it
             args, kwargs = _record_callbacks(rec, args, kwargs)
         args, kwargs = _unwrap_args(args, kwargs)
         description = describe_call(name, fn, args, kwargs)

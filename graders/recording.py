@@ -31,8 +31,9 @@ import builtins
 import contextlib
 import hashlib
 import json
+import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -196,9 +197,14 @@ class TestRecording:
         self.cursor = 0
         self.tensor_bytes = 0
         self._oids: dict[int, tuple[object, int]] = {}
-        self.tracked: list[object] = []  # the test's mutable objects handed to student code
-        self._tracked_ids: dict[int, int] = {}
-        self._fingerprints: list[str] = []
+        # The test's mutable objects handed to student code, by handle (numbered in order of
+        # first appearance). Tensors and arrays are held weakly: once the test drops one (a
+        # `torch.tensor([[0]])` built for a single call), no write to it can be observed, so it
+        # stops costing a fingerprint per call. Lists and dicts cannot be weakly referenced.
+        self._tracked: dict[int, Callable[[], object]] = {}  # handle -> (weak) reference, live ones
+        self._tracked_ids: dict[int, int] = {}  # id(obj) -> handle, live ones
+        self._handles = 0
+        self._fingerprints: dict[int, str] = {}
         self.callbacks: list[object] = []
         self._callback_ids: dict[int, int] = {}
 
@@ -215,9 +221,27 @@ class TestRecording:
         """Number every tensor, list and dict inside `value` that the test gave student code."""
         for obj in _mutables(value):
             if id(obj) not in self._tracked_ids:
-                self._tracked_ids[id(obj)] = len(self.tracked)
-                self.tracked.append(obj)
-                self._fingerprints.append(self.fingerprint(obj))
+                handle, key = self._handles, id(obj)
+                self._handles += 1
+                self._tracked_ids[key] = handle
+                self._tracked[handle] = self._reference(obj, handle, key)
+                self._fingerprints[handle] = self.fingerprint(obj)
+
+    def _reference(self, obj, handle: int, key: int) -> Callable[[], object]:
+        if isinstance(obj, (list, dict)):
+            return lambda: obj
+
+        def forget(_):
+            self._tracked.pop(handle, None)
+            self._fingerprints.pop(handle, None)
+            if self._tracked_ids.get(key) == handle:  # the id may already name a newer object
+                del self._tracked_ids[key]
+
+        return weakref.ref(obj, forget)
+
+    def tracked(self, handle: int) -> object | None:
+        reference = self._tracked.get(handle)
+        return None if reference is None else reference()
 
     def fingerprint(self, obj) -> str:
         grad = getattr(obj, "grad", None) if isinstance(obj, torch.Tensor) else None
@@ -259,7 +283,10 @@ class TestRecording:
     def record_writes(self) -> None:
         if self._paused:
             return
-        for handle, obj in enumerate(self.tracked):
+        for handle, reference in list(self._tracked.items()):
+            obj = reference()
+            if obj is None:
+                continue
             now = self.fingerprint(obj)
             if now != self._fingerprints[handle]:
                 self._fingerprints[handle] = now
@@ -337,8 +364,9 @@ class TestRecording:
         while self.cursor < len(self.events) and self.events[self.cursor]["k"] == "write":
             event = self.events[self.cursor]
             self.cursor += 1
-            if event["h"] < len(self.tracked):
-                _apply_write(self.tracked[event["h"]], decode(event["r"], self),
+            target = self.tracked(event["h"])
+            if target is not None:
+                _apply_write(target, decode(event["r"], self),
                              None if event.get("g") is None else decode(event["g"], self))
 
 

@@ -1,8 +1,8 @@
 """`kata grade` against adversarial submissions: no point that was not earned, ever.
 
-Every submission here attacks week2/attention. Each is graded by the real `kata grade`
-command, in a subprocess, with hidden tests. (Proving that another kata's score survives
-each attack is still to come: record/replay can diverge on some hypothesis-driven tests.)
+Every submission here attacks week2/attention and carries an honest week2/micrograd (the
+reference's). Each is graded by the real `kata grade` command, in a subprocess, with hidden
+tests: the attack must earn nothing, and micrograd must keep its full marks.
 """
 
 import json
@@ -43,6 +43,10 @@ def submissions(tmp: Path) -> dict[str, Path]:
     cut = source.index("def scaled_dot_product_attention")
     (partial / "week2" / "attention.py").write_text(source[:cut])  # softmax and causal_mask only
     subs["partial"] = partial
+    for name, path in subs.items():
+        if name != "stubs":
+            (path / "week2").mkdir(parents=True, exist_ok=True)
+            shutil.copy(REFERENCE / "week2" / "micrograd.py", path / "week2" / "micrograd.py")
     return subs
 
 
@@ -73,7 +77,7 @@ def graded(tmp_path_factory):
 
     def one(item):
         name, path = item
-        return name, grade(path, tmp / f"{name}.json", "week2/attention")
+        return name, grade(path, tmp / f"{name}.json", "week2")
 
     with ThreadPoolExecutor(2) as pool:
         reports = dict(pool.map(one, subs.items()))
@@ -91,6 +95,11 @@ def test_attack_earns_nothing(graded, name):
     assert attention.get("max_score", 0) > 0, f"{name}: no attention tests were graded: {report['katas']}"
     assert attention["score"] == 0, f"{name} earned {attention['score']} points: " + json.dumps(
         [t for t in report["tests"] if t["score"] > 0 and t["kata"] == "week2/attention"][:3])
+    micrograd = report["katas"].get("week2/micrograd", {})
+    assert micrograd.get("max_score", 0) > 0 and micrograd["score"] == micrograd["max_score"], (
+        f"{name}: the honest micrograd next to the attack lost points: " + json.dumps(
+            [t["name"] + ": " + t["output"][:300] for t in report["tests"]
+             if t["kata"] == "week2/micrograd" and t["score"] < t["max_score"]][:3]))
 
 
 def test_honest_reference_scores_full_marks(graded):
@@ -104,9 +113,9 @@ def test_stubs_score_zero(graded):
 
 
 def test_partial_submission_scores_exactly_what_it_earned(graded):
-    report = graded["partial"]
-    assert 0 < report["score"] < report["max_score"]
-    assert report["score"] == graded["_partial_live"]
+    attention = graded["partial"]["katas"]["week2/attention"]
+    assert 0 < attention["score"] < attention["max_score"]
+    assert attention["score"] == graded["_partial_live"]
 
 
 def test_report_names_the_protections_and_hides_hidden_test_output(graded):
