@@ -57,6 +57,26 @@ def test_hidden_tests_are_marked_hidden():
             assert "pytestmark = pytest.mark.hidden" in path.read_text(encoding="utf-8"), path.name
 
 
+@pytest.mark.parametrize("path", [p for p in KATA_TEST_FILES if p.stem.endswith("_hidden")],
+                         ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_hidden_tests_never_unpack_a_reference_result(path):
+    """In the grading sandbox the reference is withheld: its calls return a placeholder that
+    check helpers ignore and indexing passes through, but `a, b = model.f(...)` cannot unpack
+    it. Index instead (`want = model.f(...)`, then `want[0]`): the test then runs to its end
+    in the sandbox and every later student call is recorded."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    refs = {t.id for node in tree.body if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == "reference" for t in node.targets if isinstance(t, ast.Name)}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.For)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            value = node.value if isinstance(node, ast.Assign) else node.iter
+            unpacks = any(isinstance(t, (ast.Tuple, ast.List)) for t in targets)
+            calls_reference = isinstance(value, ast.Call) and any(
+                isinstance(n, ast.Name) and n.id in refs for n in ast.walk(value.func))
+            assert not (unpacks and calls_reference), f"{path.name}:{node.lineno} unpacks a reference result"
+
+
 def test_fixture_regeneration_is_byte_identical(tmp_path):
     """Regenerating one kata's fixtures gives exactly the stored bytes (seeds are fixed)."""
     entry = fixtures.read_manifest()["week2/attention"]

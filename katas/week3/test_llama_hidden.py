@@ -43,11 +43,11 @@ def test_rmsnorm_on_fresh_inputs(dtype, eps):
 @pytest.mark.parametrize("head_dim, length, theta", [(128, 2048, 1e6), (6, 50, 10000.0), (32, 8192, 500000.0)])
 def test_rope_frequencies_on_fresh_sizes(head_dim, length, theta):
     cos, sin = llama.rope_frequencies(head_dim, length, theta=theta)
-    expected_cos, expected_sin = model.rope_frequencies(head_dim, length, theta=theta)
+    expected = model.rope_frequencies(head_dim, length, theta=theta)  # (cos, sin)
     reason = "float32 angles are accepted: their error grows with position"
-    check.close(cos, expected_cos, check_dtype=False, atol=rope_atol(length - 1), rtol=0.0, reason=reason,
+    check.close(cos, expected[0], check_dtype=False, atol=rope_atol(length - 1), rtol=0.0, reason=reason,
                 what="cos", hint="rope_theta_exponent")
-    check.close(sin, expected_sin, check_dtype=False, atol=rope_atol(length - 1), rtol=0.0, reason=reason,
+    check.close(sin, expected[1], check_dtype=False, atol=rope_atol(length - 1), rtol=0.0, reason=reason,
                 what="sin", hint="rope_theta_exponent")
 
 

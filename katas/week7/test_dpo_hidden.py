@@ -35,14 +35,15 @@ def test_dpo_loss_on_fresh_logps(beta, eps):
     ours = [t.clone().requires_grad_(True) for t in fresh]
     theirs = [t.clone().requires_grad_(True) for t in fresh]
     loss, chosen, rejected = dpo.dpo_loss(*ours, beta=beta, label_smoothing=eps)
-    want_loss, want_chosen, want_rejected = model.dpo_loss(*theirs, beta=beta, label_smoothing=eps)
-    check.close(loss, want_loss, hint="beta_outside_sigmoid")
-    check.close(chosen, want_chosen, what="chosen_rewards")
-    check.close(rejected, want_rejected, what="rejected_rewards")
-    loss.backward()
-    want_loss.backward()
-    for name, a, b in zip(("policy_chosen", "policy_rejected"), ours, theirs):
-        check.close(a.grad, b.grad, hint="sign_flipped", what=f"gradient of {name}_logps")
+    want = model.dpo_loss(*theirs, beta=beta, label_smoothing=eps)  # (loss, chosen_rewards, rejected_rewards)
+    check.close(loss, want[0], hint="beta_outside_sigmoid")
+    check.close(chosen, want[1], what="chosen_rewards")
+    check.close(rejected, want[2], what="rejected_rewards")
+    # gradients come out of the call itself (a grader replays values, not autograd graphs)
+    got_grads = dpo.dpo_loss.with_grad(*ours, beta=beta, label_smoothing=eps).inputs
+    want_grads = model.dpo_loss.with_grad(*theirs, beta=beta, label_smoothing=eps).inputs
+    for name in ("policy_chosen_logps", "policy_rejected_logps"):
+        check.close(got_grads[name], want_grads[name], hint="sign_flipped", what=f"gradient of {name}")
 
 
 @pytest.mark.points(2)

@@ -28,9 +28,9 @@ def test_build_example_on_fresh_pairs(seed):
     for i, (prompt, response) in enumerate(random_examples(12, seed)):
         max_len = 4 + (i * 3) % 11
         ids, labels = sft.build_example(prompt, response, max_len, 2)
-        want_ids, want_labels = model.build_example(prompt, response, max_len, 2)
-        check.equal(list(ids), want_ids, hint="eos_missing", what="input_ids")
-        check.equal(list(labels), want_labels, hint="prompt_not_masked", what="labels")
+        want = model.build_example(prompt, response, max_len, 2)  # (input_ids, labels)
+        check.equal(list(ids), want[0], hint="eos_missing", what="input_ids")
+        check.equal(list(labels), want[1], hint="prompt_not_masked", what="labels")
 
 
 @pytest.mark.points(2)
