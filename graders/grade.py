@@ -313,7 +313,8 @@ def _batch(args, console) -> int:
 
         def one(path: Path):
             try:
-                rows[path.name] = grade(path, args.tests, hidden=args.hidden, only=args.only)
+                rows[path.name] = grade(path, args.tests, hidden=args.hidden, only=args.only,
+                                        hidden_feedback=args.hidden_feedback)
             except Exception as exc:  # one broken submission never stops the batch
                 rows[path.name] = f"error: {exc}"
             progress.advance(task)
