@@ -2,10 +2,11 @@
 
 What tests use:
 
-    from graders import check, fixtures, student, reference, throughput, unwrap, in_one_crossing
+    from graders import check, fixtures, student, reference, throughput, unwrap, in_one_crossing,
+                         is_instance, type_name
 """
 
 from . import check, fixtures, throughput
-from .boundary import in_one_crossing, reference, student, unwrap
+from .boundary import in_one_crossing, is_instance, reference, student, type_name, unwrap
 
-__all__ = ["check", "fixtures", "in_one_crossing", "reference", "student", "throughput", "unwrap"]
+__all__ = ["check", "fixtures", "in_one_crossing", "is_instance", "reference", "student", "throughput", "type_name", "unwrap"]

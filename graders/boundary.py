@@ -151,6 +151,29 @@ def unwrap(value: Any) -> Any:
     return value
 
 
+def type_name(value: Any) -> str:
+    """The class name of a value, seen through proxies (live, recorded or replayed alike)."""
+    from .recording import ReplayObject
+
+    if isinstance(value, ReplayObject):
+        return value._kata_type
+    return type(unwrap(value)).__name__
+
+
+def is_instance(value: Any, cls: type) -> bool:
+    """`isinstance(value, cls)`, seen through proxies.
+
+    Tests must not `unwrap` a student object to check its type: when grading, the trusted
+    replay holds a stand-in that only knows the names of the object's classes, recorded where
+    the student code ran. This compares those names (`module.QualName`) with `cls`.
+    """
+    from .recording import ReplayObject, class_names
+
+    if isinstance(value, ReplayObject):
+        return class_names(cls)[0] in value._kata_mro
+    return isinstance(unwrap(value), cls)
+
+
 def _unwrap_args(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     def one(v):
         if isinstance(v, (StudentObject, StudentCallable)):
@@ -614,10 +637,19 @@ def _materialize(value):
 
 def _is_callback(value) -> bool:
     """A function of the test's handed to student code (an agent's LLM, a tool), whose calls
-    the grader must replay; modules, classes and student objects are not callbacks."""
+    the grader must replay: a plain function, a bound method, a partial, or an instance of a
+    Python class with `__call__` (a scripted fake model that keeps its prompts). Modules
+    (nn.Module included), classes and student objects are not callbacks."""
     import functools
 
-    return inspect.isfunction(value) or inspect.ismethod(value) or isinstance(value, functools.partial)
+    import torch.nn as nn
+
+    if inspect.isfunction(value) or inspect.ismethod(value) or isinstance(value, functools.partial):
+        return True
+    if isinstance(value, (type, nn.Module, StudentObject, StudentCallable, recording.ReplayObject,
+                          recording.ReplayCallable)):
+        return False
+    return inspect.isfunction(getattr(type(value), "__call__", None))
 
 
 def _record_callbacks(rec, args, kwargs):

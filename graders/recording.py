@@ -33,7 +33,7 @@ import hashlib
 import json
 import weakref
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -79,7 +79,7 @@ def _feed(h, value, rec, depth):
     elif isinstance(value, torch.Tensor):
         t = value.detach().cpu().contiguous()
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     elif isinstance(value, np.ndarray):
         h.update(f"N{value.dtype}{value.shape}".encode())
         h.update(np.ascontiguousarray(value).tobytes() if value.dtype != object else repr(value).encode())
@@ -107,13 +107,19 @@ def _feed(h, value, rec, depth):
 # --- values: what came back ---------------------------------------------------------------
 
 
+def class_names(cls: type) -> list[str]:
+    """`module.QualName` of a class and its bases: what a replayed object knows of its type."""
+    return [f"{c.__module__}.{c.__qualname__}" for c in cls.__mro__]
+
+
 def encode(value: Any, rec: "TestRecording", depth: int = 0) -> Any:
     from .boundary import Gradients, StudentObject
 
     if depth > 8:
         return {"opaque": "too deeply nested"}
     if isinstance(value, StudentObject):
-        return {"o": rec.oid_of(value), "type": type(value._kata_target).__name__}
+        return {"o": rec.oid_of(value), "type": type(value._kata_target).__name__,
+                "mro": class_names(type(value._kata_target))}
     if isinstance(value, torch.Tensor):
         return {"t": rec.store(value), "rg": bool(value.requires_grad)}
     if isinstance(value, np.ndarray) and value.dtype != object:
@@ -173,7 +179,7 @@ def decode(data: Any, rec: "TestRecording") -> Any:
     if "s" in data:
         return {_hashable(decode(v, rec)) for v in data["s"]}
     if "o" in data:
-        return ReplayObject(data["o"], data.get("type", "object"), rec)
+        return ReplayObject(data["o"], data.get("type", "object"), rec, data.get("mro", ()))
     if "grad" in data:
         out, inputs, params = (decode(v, rec) for v in data["grad"])
         return Gradients(out, inputs, params)
@@ -437,9 +443,10 @@ class ReplayCallable:
 class ReplayObject:
     """Stands for an object of a student class; attribute reads and calls answer from the recording."""
 
-    def __init__(self, oid: int, type_name: str, rec: TestRecording):
+    def __init__(self, oid: int, type_name: str, rec: TestRecording, mro: Iterable[str] = ()):
         object.__setattr__(self, "_kata_oid", oid)
         object.__setattr__(self, "_kata_type", type_name)
+        object.__setattr__(self, "_kata_mro", tuple(mro))
 
     def __getattr__(self, attr):
         __tracebackhide__ = True

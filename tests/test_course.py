@@ -77,6 +77,33 @@ def test_hidden_tests_never_unpack_a_reference_result(path):
             assert not (unpacks and calls_reference), f"{path.name}:{node.lineno} unpacks a reference result"
 
 
+def _glue_functions(tree: ast.Module) -> set[str]:
+    """Names handed to in_one_crossing, directly or through a wrapper like hinted(...)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            args = [node.func, *node.args]
+            for i, arg in enumerate(args[:-2]):
+                if isinstance(arg, ast.Name) and arg.id == "in_one_crossing" and isinstance(args[i + 2], ast.Name):
+                    names.add(args[i + 2].id)
+    return names
+
+
+@pytest.mark.parametrize("path", KATA_TEST_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_raw_student_objects_are_only_touched_inside_one_crossing(path):
+    """`unwrap(x)` hands the test a raw student object: reading its type, identity, parameters
+    or what it did in place cannot be recorded in the sandbox and replayed. Only glue run by
+    `in_one_crossing` (which brings back plain data) may do that; types are checked with
+    `graders.is_instance` / `graders.type_name` instead."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    glue = _glue_functions(tree)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name not in glue:
+            for call in ast.walk(node):
+                if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "unwrap":
+                    pytest.fail(f"{path.name}:{call.lineno}: unwrap() in {node.name}, which is not run by in_one_crossing")
+
+
 def test_fixture_regeneration_is_byte_identical(tmp_path):
     """Regenerating one kata's fixtures gives exactly the stored bytes (seeds are fixed)."""
     entry = fixtures.read_manifest()["week2/attention"]

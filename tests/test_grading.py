@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from graders import impl
+from graders import catalog, impl
 
 pytestmark = [pytest.mark.grading, pytest.mark.timeout(3000)]
 
@@ -125,3 +125,45 @@ def test_report_names_the_protections_and_hides_hidden_test_output(graded):
     assert hidden and all(t["visibility"] == "after_published" for t in hidden)
     failing_hidden = [t for t in graded["stubs"]["tests"] if t["hidden"]]
     assert failing_hidden and all(t["output"] == "failed (hidden test)" for t in failing_hidden)
+
+
+# --- the whole course: every kata's tests replay faithfully ------------------------------
+
+
+@pytest.fixture(scope="module")
+def whole_course(tmp_path_factory):
+    """The reference and the stubs, every week, graded with hidden tests (one subprocess each)."""
+    tmp = tmp_path_factory.mktemp("course")
+    stubs = tmp / "stubs"
+    shutil.copytree(impl.NAMED_ROOTS["katas"], stubs, ignore=shutil.ignore_patterns("test_*", "*.toml"))
+    subs = {"reference": REFERENCE, "stubs": stubs}
+    env = {k: v for k, v in os.environ.items() if k != "KATA_IMPL"}
+
+    def one(item):
+        name, path = item
+        out = tmp / f"{name}.json"
+        result = subprocess.run([sys.executable, "-m", "graders.cli", "grade", str(path), "--hidden",
+                                 "--hidden-feedback", "--out", str(out)], cwd=impl.PROJECT_ROOT, env=env,
+                                capture_output=True, text=True, timeout=2400)
+        assert out.is_file(), f"kata grade wrote no report for {name}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+        return name, json.loads(out.read_text())
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(pool.map(one, subs.items()))
+
+
+def test_every_kata_of_the_reference_scores_full_marks_when_graded(whole_course):
+    """Record in the sandbox, replay in the trusted process: nothing may be lost on the way
+    (a test that reads student state the recording cannot carry would fail here)."""
+    report = whole_course["reference"]
+    graded = {t["kata"] for t in report["tests"]}
+    assert len(graded) == len(catalog.all_katas()), sorted(graded)
+    lost = [f"{t['name']}: {t['output'][-400:]}" for t in report["tests"]
+            if t["status"] not in ("passed", "skipped")]
+    assert not lost, "\n\n".join(lost[:5])
+
+
+def test_every_kata_of_the_stubs_scores_zero_when_graded(whole_course):
+    report = whole_course["stubs"]
+    earned = [t["name"] for t in report["tests"] if t["score"] > 0]
+    assert report["max_score"] > 0 and not earned, earned[:10]

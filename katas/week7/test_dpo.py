@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graders import check, fixtures, student
+from graders import check, fixtures, in_one_crossing, student, unwrap
 
 dpo = student("week7.dpo")
 
@@ -155,14 +155,17 @@ def test_rewards_are_detached_beta_log_ratios():
 @pytest.mark.parametrize("beta,eps", [(0.1, 0.0), (0.4, 0.2)])
 def test_gradients_flow_only_into_the_policy(beta, eps):
     pc, pr, rc, rr = logps_batch(seed=60, requires_grad=True)
-    loss, _, _ = dpo.dpo_loss(pc, pr, rc, rr, beta=beta, label_smoothing=eps)
-    loss.backward()
+    # the gradients come out of the call itself: d(w * loss) for a fixed random weight w
+    got = list(dpo.dpo_loss.with_grad(pc, pr, rc, rr, beta=beta, label_smoothing=eps).inputs.values())
+    check.equal(len(got), 4, what="number of log-prob inputs given to dpo_loss")
     want = [t.detach().clone().requires_grad_(True) for t in (pc, pr)]
-    grads = torch.autograd.grad(dpo_oracle(want[0], want[1], rc.detach(), rr.detach(), beta, eps), want)
-    check.close(pc.grad, grads[0], what="d loss / d policy_chosen_logps", hint="beta_outside_sigmoid")
-    check.close(pr.grad, grads[1], what="d loss / d policy_rejected_logps", hint="beta_outside_sigmoid")
-    for name, t in (("ref_chosen_logps", rc), ("ref_rejected_logps", rr)):
-        check.that(t.grad is None or not bool(t.grad.any()),
+    loss = dpo_oracle(want[0], want[1], rc.detach(), rr.detach(), beta, eps)
+    weight = torch.randn(loss.shape, generator=torch.Generator().manual_seed(0), dtype=loss.dtype)
+    grads = torch.autograd.grad((loss * weight).sum(), want)
+    check.close(got[0], grads[0], what="d loss / d policy_chosen_logps", hint="beta_outside_sigmoid")
+    check.close(got[1], grads[1], what="d loss / d policy_rejected_logps", hint="beta_outside_sigmoid")
+    for name, g in (("ref_chosen_logps", got[2]), ("ref_rejected_logps", got[3])):
+        check.that(g is None or not bool(g.any()),
                    f"{name} received a gradient: the reference is a constant (detach it)",
                    hint="rewards_not_detached")
 
@@ -219,8 +222,13 @@ def test_simpo_loss_is_finite_for_huge_margins():
 
 
 @pytest.mark.points(3)
-def test_one_dpo_step_raises_the_chosen_margin():
-    """A bigram LM (logits at t = table[token t]) takes one gradient step on one pair."""
+def _one_dpo_step():
+    """A bigram LM (logits at t = table[token t]) takes one gradient step on one pair.
+
+    Runs as one crossing (see graders.in_one_crossing): autograd flows through two student
+    functions and the test's own optimizer step; only the margins come back.
+    """
+    sequence_logps, dpo_loss = unwrap(dpo.sequence_logps), unwrap(dpo.dpo_loss)
     V = 10
     table = randn(V, V, seed=90).requires_grad_(True)
     ref_table = table.detach().clone()
@@ -230,15 +238,21 @@ def test_one_dpo_step_raises_the_chosen_margin():
     mask = torch.tensor([[False] * 3 + [True] * 3])
 
     def logps(tab, ids):
-        return dpo.sequence_logps(tab[ids], ids, mask)
+        return sequence_logps(tab[ids], ids, mask)
 
     with torch.no_grad():
         ref_c, ref_r = logps(ref_table, chosen), logps(ref_table, rejected)
     before = (logps(table, chosen) - logps(table, rejected)).item()
-    loss, _, _ = dpo.dpo_loss(logps(table, chosen), logps(table, rejected), ref_c, ref_r, beta=0.5)
-    loss.backward()
+    loss, _, _ = dpo_loss(logps(table, chosen), logps(table, rejected), ref_c, ref_r, beta=0.5)
+    (grad,) = torch.autograd.grad(loss, table, allow_unused=True)
     with torch.no_grad():
-        table -= 1.0 * table.grad
-    after = (logps(table, chosen) - logps(table, rejected)).item()
+        table -= 1.0 * (grad if grad is not None else torch.zeros_like(table))
+        after = (logps(table, chosen) - logps(table, rejected)).item()
+    return float(before), float(after)
+
+
+@pytest.mark.points(3)
+def test_one_dpo_step_raises_the_chosen_margin():
+    before, after = in_one_crossing(dpo, _one_dpo_step)
     check.that(after > before + 0.1, f"one DPO step should raise log pi(chosen) - log pi(rejected): "
                f"{before:.4f} -> {after:.4f}", hint="sign_flipped")

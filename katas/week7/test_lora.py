@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from graders import check, fixtures, student, unwrap
+from graders import check, fixtures, in_one_crossing, student, unwrap
 
 lora = student("week7.lora")
 quantization = student("week5.quantization")
@@ -81,6 +81,16 @@ def peft_targets(model, targets):
             if isinstance(module, nn.Linear) and any(name == t or name.endswith("." + t) for t in targets)}
 
 
+def trainable_report(module, adapters=()):
+    """Plain facts about which parameters train (run inside a crossing, on the raw module)."""
+    params = list(module.parameters())
+    return {
+        "trainable": sorted(n for n, p in module.named_parameters() if p.requires_grad),
+        "only_adapters": {id(p) for p in params if p.requires_grad} == {id(p) for p in adapters},
+        "trainable_count": sum(p.numel() for p in params if p.requires_grad),
+    }
+
+
 def lora_modules(model):
     """Names of the modules that carry LoRA adapters (A and B parameters) after injection."""
     return {name for name, module in model.named_modules()
@@ -127,61 +137,86 @@ def test_output_is_base_plus_scaled_update(r, alpha):
     check.close(layer(x), lora_oracle(x, weight, bias, A, B, alpha, r), hint="scale_alpha_not_over_r")
 
 
+def _fresh_layer_parameters():
+    layer = unwrap(lora.LoRALinear)(make_linear(9, 5, seed=4), r=2, alpha=4.0)
+    report = trainable_report(layer, adapters=(layer.A, layer.B))
+    report["base_frozen"] = not any(p.requires_grad for p in layer.base.parameters())
+    report["counts"] = unwrap(lora.trainable_parameters)(layer)
+    return report
+
+
 @pytest.mark.points(2)
 def test_only_A_and_B_are_trainable():
-    base = make_linear(9, 5, seed=4)
-    layer = lora.LoRALinear(base, r=2, alpha=4.0)
-    raw = unwrap(layer)
-    trainable = {id(p) for p in raw.parameters() if p.requires_grad}
-    check.that(trainable == {id(layer.A), id(layer.B)},
-               f"the trainable parameters should be exactly A and B; got "
-               f"{sorted(n for n, p in raw.named_parameters() if p.requires_grad)}", hint="base_trainable")
-    check.that(not any(p.requires_grad for p in layer.base.parameters()),
-               "the base layer's weight and bias should have requires_grad=False", hint="base_trainable")
-    check.equal(lora.trainable_parameters(layer), (2 * (9 + 5), 2 * (9 + 5) + 9 * 5 + 5),
+    # identities of parameters are compared where the layer lives, in one crossing
+    report = in_one_crossing(lora, _fresh_layer_parameters)
+    check.that(report["only_adapters"], f"the trainable parameters should be exactly A and B; got "
+               f"{report['trainable']}", hint="base_trainable")
+    check.that(report["base_frozen"], "the base layer's weight and bias should have requires_grad=False",
+               hint="base_trainable")
+    check.equal(tuple(report["counts"]), (2 * (9 + 5), 2 * (9 + 5) + 9 * 5 + 5),
                 hint="base_trainable", what="trainable_parameters(layer)")
 
 
-@pytest.mark.points(2)
-def test_training_moves_only_the_adapters():
-    """Fit a rank-2 change of the base weight; the loss falls and the base never moves."""
+def _fit_a_rank_two_update():
     base = make_linear(8, 6, seed=5)
-    frozen = base.weight.detach().clone(), base.bias.detach().clone()
     delta = randn(6, 2, seed=6) @ randn(2, 8, seed=7) * 0.5
     x = randn(64, 8, seed=8)
-    y = F.linear(x, frozen[0] + delta, frozen[1])
+    y = F.linear(x, base.weight.detach() + delta, base.bias.detach())
     torch.manual_seed(0)  # A's random init
-    layer = lora.LoRALinear(base, r=2, alpha=4.0)
-    params = list(unwrap(layer).parameters())  # all of them: frozen ones must get no gradient
+    layer = unwrap(lora.LoRALinear)(base, r=2, alpha=4.0)
+    params = list(layer.parameters())  # all of them: frozen ones must get no gradient
     losses = []
     for _ in range(60):
         loss = F.mse_loss(layer(x), y)
         loss.backward()
         sgd_step(params, lr=0.1)
         losses.append(loss.item())
-    check.close(layer.base.weight.detach(), frozen[0], hint="base_trainable", what="base weight after training")
-    check.close(layer.base.bias.detach(), frozen[1], hint="base_trainable", what="base bias after training")
+    return losses, layer.base.weight.detach(), layer.base.bias.detach()
+
+
+@pytest.mark.points(2)
+def test_training_moves_only_the_adapters():
+    """Fit a rank-2 change of the base weight; the loss falls and the base never moves."""
+    frozen = make_linear(8, 6, seed=5)
+    losses, weight, bias = in_one_crossing(lora, _fit_a_rank_two_update)
+    check.close(weight, frozen.weight.detach(), hint="base_trainable", what="base weight after training")
+    check.close(bias, frozen.bias.detach(), hint="base_trainable", what="base bias after training")
     # The reference cuts the loss ~1e5-fold on this toy problem; 10x leaves a wide margin
     # for any correct implementation and any draw of A (deterministic: fixed seeds).
     check.that(losses[-1] < losses[0] / 10,
                f"training A and B should fit a rank-2 update: loss went {losses[0]:.4f} -> {losses[-1]:.4f}")
 
 
+def _merge(x):
+    layer = unwrap(lora.LoRALinear)(make_linear(11, 7, seed=9), r=4, alpha=12.0)
+    set_adapters(layer, seed=30)
+    with torch.no_grad():
+        before = layer(x).clone()
+        merged = layer.merge()
+        is_linear = isinstance(merged, nn.Linear)
+        return {
+            "type": type(merged).__name__,
+            "new_linear": is_linear and merged is not layer.base,
+            "output": merged(x) if is_linear else None,
+            "weight": merged.weight.detach().clone() if is_linear else None,
+            "shares_a_parameter": is_linear and merged.weight.data_ptr() in {p.data_ptr() for p in layer.parameters()},
+            "before": before,
+            "after": layer(x),
+        }
+
+
 @pytest.mark.points(3)
 def test_merge_returns_an_equivalent_new_linear():
-    base = make_linear(11, 7, seed=9)
-    layer = lora.LoRALinear(base, r=4, alpha=12.0)
-    A, B = set_adapters(layer, seed=30)
     x = randn(5, 11, seed=31)
-    before = layer(x).detach().clone()
-    merged = layer.merge()
-    check.that(isinstance(merged, nn.Linear) and merged is not layer.base,
-               f"merge() should return a new nn.Linear, got {type(merged).__name__}")
-    check.close(merged(x).detach(), before, hint="merge_forgets_scale", what="merged layer output")
-    check.close(merged.weight.detach(), base.weight.detach() + (12.0 / 4) * B @ A,
+    got = in_one_crossing(lora, _merge, x)
+    base = make_linear(11, 7, seed=9)
+    A, B = randn(4, 11, seed=30, scale=0.3), randn(7, 4, seed=31, scale=0.3)  # what set_adapters gives
+    check.that(got["new_linear"], f"merge() should return a new nn.Linear, got {got['type']}")
+    check.close(got["output"], got["before"], hint="merge_forgets_scale", what="merged layer output")
+    check.close(got["weight"], base.weight.detach() + (12.0 / 4) * B @ A,
                 hint="merge_forgets_scale", what="merged weight")
-    check.close(layer(x).detach(), before, what="the LoRA layer's output after merge() (it must not change)")
-    check.that(merged.weight.data_ptr() not in {p.data_ptr() for p in unwrap(layer).parameters()},
+    check.close(got["after"], got["before"], what="the LoRA layer's output after merge() (it must not change)")
+    check.that(not got["shares_a_parameter"],
                "the merged weight must be a new tensor, not one of this layer's parameters")
 
 
@@ -191,11 +226,11 @@ def test_dropout_touches_only_the_adapter_input():
     x = randn(6, 10, seed=12)
     expected = F.linear(x, base.weight.detach().clone(), base.bias.detach().clone())
     layer = lora.LoRALinear(base, r=2, alpha=2.0, dropout=0.5)
-    unwrap(layer).train()
+    layer.train()
     check.close(layer(x), expected, hint="b_random_init",
                 what="train-mode output with B = 0 (dropout must not touch the base path)")
     A, B = set_adapters(layer, seed=13)
-    unwrap(layer).eval()
+    layer.eval()
     check.close(layer(x), lora_oracle(x, base.weight.detach(), base.bias.detach(), A, B, 2.0, 2),
                 what="eval-mode output (dropout inactive)")
 
@@ -215,6 +250,18 @@ def test_keeps_dtype_and_works_without_bias():
 # --- inject_lora and trainable_parameters ------------------------------------------------
 
 
+def _inject(model, targets, r, alpha):
+    """inject_lora on the raw model, then plain facts about the result."""
+    out = unwrap(lora.inject_lora)(model, targets, r=r, alpha=alpha)
+    return {
+        "in_place": out is model,
+        "adapted": sorted(lora_modules(model)),
+        "types": {name: type(m).__name__ for name, m in model.named_modules()},
+        "counts": unwrap(lora.trainable_parameters)(model),
+        "trainable_count": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
 @pytest.mark.points(3)
 @pytest.mark.parametrize("targets", [["q_proj", "v_proj"], ["self_attn.o_proj", "down_proj"],
                                      ["proj", "gate_proj"], ["lm_head", "k_proj"]])
@@ -223,17 +270,16 @@ def test_inject_replaces_exactly_peft_targets_on_llama(targets):
     expected = peft_targets(model, targets)
     shapes = {name: (m.in_features, m.out_features) for name, m in model.named_modules() if name in expected}
     total_before = sum(p.numel() for p in model.parameters())
-    out = lora.inject_lora(model, targets, r=4, alpha=8.0)
-    check.that(out is model, "inject_lora should modify the model in place and return it")
-    got = lora_modules(model)
-    check.that(got == expected, f"modules with LoRA adapters differ from peft's rule for {targets}:\n"
-               f"  missing {sorted(expected - got)[:4]}\n  unexpected {sorted(got - expected)[:4]}",
+    got = in_one_crossing(lora, _inject, model, targets, 4, 8.0)
+    check.that(got["in_place"], "inject_lora should modify the model in place and return it")
+    adapted = set(got["adapted"])
+    check.that(adapted == expected, f"modules with LoRA adapters differ from peft's rule for {targets}:\n"
+               f"  missing {sorted(expected - adapted)[:4]}\n  unexpected {sorted(adapted - expected)[:4]}",
                hint="wrong_targets")
     adapter = sum(4 * (i + o) for i, o in shapes.values())
-    check.equal(lora.trainable_parameters(model), (adapter, total_before + adapter),
+    check.equal(tuple(got["counts"]), (adapter, total_before + adapter),
                 hint="base_trainable", what="trainable_parameters(model) after inject_lora")
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    check.equal(trainable, adapter, hint="base_trainable",
+    check.equal(got["trainable_count"], adapter, hint="base_trainable",
                 what="number of parameters with requires_grad=True after inject_lora")
 
 
@@ -253,27 +299,25 @@ def test_injected_llama_starts_as_the_base_model():
 def test_gpt2_conv1d_modules_are_left_alone():
     """GPT-2's c_attn / c_proj are Conv1D, not nn.Linear: only lm_head (an nn.Linear) matches."""
     model = load_gpt2()
-    types_before = {name: type(m) for name, m in model.named_modules()
+    types_before = {name: type(m).__name__ for name, m in model.named_modules()
                     if name.endswith(("c_attn", "c_proj", "c_fc"))}
     total_before = sum(p.numel() for p in model.parameters())  # the tied wte/lm_head counts once
-    lora.inject_lora(model, ["c_attn", "c_proj", "lm_head"], r=2, alpha=4.0)
-    check.that(lora_modules(model) == {"lm_head"},
-               f"only lm_head should get adapters, got {sorted(lora_modules(model))[:5]}", hint="wrong_targets")
-    changed = [n for n, t in types_before.items() if type(model.get_submodule(n)) is not t]
+    got = in_one_crossing(lora, _inject, model, ["c_attn", "c_proj", "lm_head"], 2, 4.0)
+    check.that(got["adapted"] == ["lm_head"],
+               f"only lm_head should get adapters, got {got['adapted'][:5]}", hint="wrong_targets")
+    changed = [n for n, t in types_before.items() if got["types"].get(n) != t]
     check.that(not changed, f"Conv1D modules must be left alone, but these changed: {changed[:4]}",
                hint="wrong_targets")
     adapter = 2 * (64 + 512)
-    check.equal(lora.trainable_parameters(model), (adapter, total_before + adapter),
+    check.equal(tuple(got["counts"]), (adapter, total_before + adapter),
                 hint="base_trainable", what="trainable_parameters(gpt2) after inject_lora")
 
 
-@pytest.mark.points(2)
-def test_lora_fine_tuning_lowers_the_loss_with_the_base_frozen():
+def _fine_tune_llama(ids):
     model = load_llama()
-    ids = torch.randint(1, 512, (2, 12), generator=torch.Generator().manual_seed(18))
     base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     torch.manual_seed(0)  # the adapters' random init
-    lora.inject_lora(model, ["q_proj", "v_proj", "o_proj", "down_proj"], r=4, alpha=8.0)
+    unwrap(lora.inject_lora)(model, ["q_proj", "v_proj", "o_proj", "down_proj"], r=4, alpha=8.0)
     params = list(model.parameters())
     losses = []
     for _ in range(8):
@@ -281,13 +325,20 @@ def test_lora_fine_tuning_lowers_the_loss_with_the_base_frozen():
         loss.backward()
         sgd_step(params, lr=0.2)
         losses.append(loss.item())
+    moved = [k for k, v in model.state_dict().items()
+             if not k.endswith((".A", ".B")) and k.replace(".base.", ".") in base_state
+             and not torch.equal(v, base_state[k.replace(".base.", ".")])]
+    return losses, moved
+
+
+@pytest.mark.points(2)
+def test_lora_fine_tuning_lowers_the_loss_with_the_base_frozen():
+    ids = torch.randint(1, 512, (2, 12), generator=torch.Generator().manual_seed(18))
+    losses, moved = in_one_crossing(lora, _fine_tune_llama, ids)
     # Memorising one batch: the reference goes from 7.5 to 3.2 in 8 steps; asking for a
     # drop of 1.0 leaves a wide margin (deterministic: fixed seeds).
     check.that(losses[-1] < losses[0] - 1.0,
                f"8 gradient steps on one batch should lower the loss: {losses[0]:.3f} -> {losses[-1]:.3f}")
-    moved = [k for k, v in model.state_dict().items()
-             if not k.endswith((".A", ".B")) and k.replace(".base.", ".") in base_state
-             and not torch.equal(v, base_state[k.replace(".base.", ".")])]
     check.that(not moved, f"base weights changed during LoRA training: {moved[:4]}", hint="base_trainable")
 
 
@@ -329,16 +380,21 @@ def test_qlora_is_lora_over_your_dequantized_nf4_weight(block_size):
     check.close(layer(x), lora_oracle(x, w_dq, bias, A, B, 4.0, 4), hint="not_nf4")
 
 
+def _qlora_storage():
+    base = make_linear(64, 16, seed=22)
+    layer = unwrap(lora.QLoRALinear)(base, r=2, alpha=4.0)
+    report = trainable_report(layer, adapters=(layer.A, layer.B))
+    report["float_weight"] = any(t.shape == base.weight.shape and t.is_floating_point()
+                                 for t in list(layer.parameters()) + list(layer.buffers()))
+    return report
+
+
 @pytest.mark.points(1)
 def test_qlora_trains_only_the_adapters_and_stores_no_float_weight():
-    base = make_linear(64, 16, seed=22)
-    layer = lora.QLoRALinear(base, r=2, alpha=4.0)
-    raw = unwrap(layer)
-    trainable = {id(p) for p in raw.parameters() if p.requires_grad}
-    check.that(trainable == {id(layer.A), id(layer.B)}, "QLoRALinear's trainable parameters should be "
-               "exactly A and B", hint="base_trainable")
-    check.that(not any(t.shape == base.weight.shape and t.is_floating_point()
-                       for t in list(raw.parameters()) + list(raw.buffers())),
+    report = in_one_crossing(lora, _qlora_storage)
+    check.that(report["only_adapters"], "QLoRALinear's trainable parameters should be exactly A and B, got "
+               f"{report['trainable']}", hint="base_trainable")
+    check.that(not report["float_weight"],
                "QLoRALinear should keep the base weight as NF4 codes + absmax, not as a float [out, in] tensor",
                hint="not_nf4")
 

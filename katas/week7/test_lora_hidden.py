@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from graders import check, reference, student
+from graders import check, in_one_crossing, reference, student, unwrap
 
 pytestmark = pytest.mark.hidden
 
@@ -47,6 +47,12 @@ def same_adapters(layers, seed):
             layer.B.copy_(B)
 
 
+def _merged_output(layer, x):
+    """merge() returns a torch nn.Linear: run it where it was made (one crossing), bring back its output."""
+    with torch.no_grad():
+        return unwrap(layer).merge()(x)
+
+
 @pytest.mark.points(2)
 @pytest.mark.parametrize("n_in,n_out,r,alpha,bias", [(13, 5, 3, 7.0, True), (32, 32, 16, 8.0, False), (4, 9, 1, 0.5, True)])
 def test_forward_and_merge_on_fresh_layers(n_in, n_out, r, alpha, bias):
@@ -56,21 +62,29 @@ def test_forward_and_merge_on_fresh_layers(n_in, n_out, r, alpha, bias):
     x = randn(2, 3, n_in, seed=seed + 9)
     check.close(ours(x), theirs(x), hint="scale_alpha_not_over_r")
     with torch.no_grad():
-        check.close(ours.merge()(x), theirs.merge()(x), hint="merge_forgets_scale", what="merged layer output")
+        want = theirs.merge()(x)
+    check.close(in_one_crossing(lora, _merged_output, ours, x), want, hint="merge_forgets_scale",
+                what="merged layer output")
+
+
+def adapted(m):
+    return sorted(n for n, mod in m.named_modules() if isinstance(getattr(mod, "A", None), nn.Parameter))
+
+
+def _inject(llama, targets):
+    """inject_lora works in place on a model the test owns: run it and read the model in one crossing."""
+    unwrap(lora.inject_lora)(llama, targets, r=2, alpha=5.0)
+    return adapted(llama), unwrap(lora.trainable_parameters)(llama)
 
 
 @pytest.mark.points(2)
 @pytest.mark.parametrize("targets", [["k_proj", "up_proj", "gate_proj"], ["layers.1.mlp.down_proj", "q_proj"], ["o_proj", "v"]])
 def test_inject_on_fresh_targets(targets):
     ours, theirs = copy.deepcopy(_llama()), copy.deepcopy(_llama())
-    lora.inject_lora(ours, targets, r=2, alpha=5.0)
+    got_adapted, got_counts = in_one_crossing(lora, _inject, ours, targets)
     model.inject_lora(theirs, targets, r=2, alpha=5.0)
-
-    def adapted(m):
-        return sorted(n for n, mod in m.named_modules() if isinstance(getattr(mod, "A", None), nn.Parameter))
-
-    check.equal(adapted(ours), adapted(theirs), hint="wrong_targets", what="modules with adapters")
-    check.equal(lora.trainable_parameters(ours), model.trainable_parameters(theirs), hint="base_trainable",
+    check.equal(got_adapted, adapted(theirs), hint="wrong_targets", what="modules with adapters")
+    check.equal(tuple(got_counts), tuple(model.trainable_parameters(theirs)), hint="base_trainable",
                 what="trainable_parameters")
 
 

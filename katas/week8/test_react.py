@@ -12,7 +12,7 @@ import random
 import pytest
 from hypothesis import given, strategies as st
 
-from graders import check, student, unwrap
+from graders import check, student, type_name
 
 react = student("week8.react")
 
@@ -34,7 +34,7 @@ def raises_value_error(fn, text, hint):
 
 
 def kind(step):
-    return type(unwrap(step)).__name__
+    return type_name(step)
 
 
 def check_action(step, tool, tool_input, hint, thought=None):
