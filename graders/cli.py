@@ -286,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     grade.add_commands(sub)
 
+    from . import nbgrader  # `kata nbgrader build|autograde`, `kata submit`
+
+    nbgrader.add_commands(sub)
+
     p = sub.add_parser("release", help="write the student copy (no reference, no hidden tests)")
     p.add_argument("out_dir")
     p.set_defaults(func=cmd_release)

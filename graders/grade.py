@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,20 @@ def replay(submission: Path, course: Path, box: sandbox.Sandbox, katas: list[cat
     return results, notes
 
 
+def _forget_test_modules(course: Path) -> None:
+    """Make the replay import the course's test modules afresh, as the sandboxed child did.
+
+    pytest's importlib mode reuses a test module already in sys.modules (one collected
+    earlier in this process, e.g. by `kata nbgrader build` or an outer pytest session), and
+    hypothesis binds a `@given` test to the settings profile current at import: a module
+    imported under another profile would draw other examples than the child recorded."""
+    katas = course / "katas"
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and Path(file).is_relative_to(katas):
+            del sys.modules[name]
+
+
 def _replay_session(submission: Path, course: Path, box: sandbox.Sandbox, files: list[str],
                     hidden: bool) -> tuple[list[dict], pytest.ExitCode]:
     class Results:
@@ -161,6 +176,7 @@ def _replay_session(submission: Path, course: Path, box: sandbox.Sandbox, files:
             "--hypothesis-profile", "grading", "-p", "no:randomly", *(["--hidden"] if hidden else [])]
     with _replay_lock:  # pytest sessions in one process take turns (batch grading runs children in parallel)
         previous = impl.current()
+        _forget_test_modules(course)
         try:
             exit_code = pytest.main(args, plugins=[collector])
         finally:

@@ -167,3 +167,19 @@ def test_every_kata_of_the_stubs_scores_zero_when_graded(whole_course):
     report = whole_course["stubs"]
     earned = [t["name"] for t in report["tests"] if t["score"] > 0]
     assert report["max_score"] > 0 and not earned, earned[:10]
+
+
+def test_grading_in_a_process_that_already_imported_the_tests():
+    """The replay must draw hypothesis's examples as the sandbox did, even where the kata's
+    test modules were imported earlier under another settings profile (here: collected by
+    an in-process pytest with the default `dev` profile, as `kata nbgrader build` does)."""
+    from graders import grade
+
+    files = [str(p) for p in sorted((impl.PROJECT_ROOT / "katas" / "week2").glob("test_attention*.py"))]
+    root = impl.PROJECT_ROOT
+    assert pytest.main([*files, "--collect-only", "-p", "no:terminal", "-p", "no:cacheprovider", "--impl", "reference",
+                        "--rootdir", str(root), "-c", str(root / "pyproject.toml"), "-o", "addopts=--import-mode=importlib",
+                        "--hypothesis-profile", "dev"]) == pytest.ExitCode.OK
+    report = grade.grade(REFERENCE, hidden=True, only="week2/attention")
+    lost = [f"{t['name']}: {t['output'][-300:]}" for t in report.tests if t["status"] != "passed"]
+    assert report.max_score > 0 and not lost, "\n".join(lost)
