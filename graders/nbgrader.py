@@ -593,6 +593,9 @@ def _check_week(week: str) -> str:
 def cmd_build(args, console) -> int:
     for week in args.weeks:
         _check_week(week)
+    if not impl.NAMED_ROOTS["reference"].is_dir():
+        raise SystemExit("kata nbgrader build: the source notebooks hold the reference solutions, and this copy "
+                         "of the course has no reference/ (a student copy?): build them in the instructor's copy")
     for path in build(args.course_dir, args.weeks or None, gpu=args.gpu_tests):
         console.print(f"wrote {path}")
     console.print(f"next, in {args.course_dir}: nbgrader generate_assignment WEEK")

@@ -323,6 +323,13 @@ def test_notebook_check_reads_other_weeks_from_the_notebooks_beside_this_one(tmp
     assert seen == {"week5/quantization": "import torch\n", "week7/lora": "import math\n"}
 
 
+def test_build_without_the_reference_says_why(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(impl.NAMED_ROOTS, "reference", tmp_path / "no-reference")
+    with pytest.raises(SystemExit, match="has no reference/ \\(a student copy\\?\\)"):
+        cli.main(["nbgrader", "build", WEEK, "--course-dir", str(tmp_path / "course")])
+    assert not (tmp_path / "course").exists()
+
+
 def test_week_notebook_is_valid_nbformat(week2):
     nbformat = pytest.importorskip("nbformat")
     nbformat.validate(nbformat.from_dict(week2[1]))
