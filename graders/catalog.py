@@ -89,6 +89,18 @@ def all_katas(katas_dir: Path = KATAS_DIR) -> list[Kata]:
     return [load(k, katas_dir) for k in sorted(ids, key=_course_order)]
 
 
+def test_files(katas: list[Kata], hidden: bool, katas_dir: Path = KATAS_DIR) -> list[str]:
+    """The katas' test files that exist, each kata's public file then its hidden one, as
+    pytest arguments. `katas_dir` is any tree laid out like katas/ (a sandbox's copy)."""
+    files = []
+    for kata in katas:
+        for name in (f"test_{kata.name}.py", *([f"test_{kata.name}_hidden.py"] if hidden else [])):
+            path = katas_dir / kata.week / name
+            if path.is_file():
+                files.append(str(path))
+    return files
+
+
 def _course_order(kata_id: str) -> tuple[int, str]:
     week, name = kata_id.split("/")
     return int(week.removeprefix("week") or 0), name

@@ -44,16 +44,6 @@ def select(target: str | None) -> list[catalog.Kata]:
     return chosen
 
 
-def test_files(katas: list[catalog.Kata], hidden: bool) -> list[str]:
-    files = []
-    for kata in katas:
-        week_dir = catalog.KATAS_DIR / kata.week
-        files.append(week_dir / f"test_{kata.name}.py")
-        if hidden:
-            files.append(week_dir / f"test_{kata.name}_hidden.py")
-    return [str(f) for f in files if f.is_file()]
-
-
 class _Progress:
     """A pytest plugin that drives a rich progress bar."""
 
@@ -147,7 +137,7 @@ def cmd_check(args, console: Console) -> int:
     katas = select(args.target)
     implementation = impl.resolve(args.impl)
     hidden = bool(args.hidden)
-    results = run_tests(test_files(katas, hidden), str(implementation.root), hidden, console)
+    results = run_tests(catalog.test_files(katas, hidden), str(implementation.root), hidden, console)
     save_results(implementation, katas, results)
     totals = kata_totals(results)
     table, earned, possible = points_table(katas, totals, f"kata check — {implementation.label}")
@@ -196,7 +186,7 @@ def _points_available(katas: list[catalog.Kata]) -> dict[str, float]:
                 self.points[kata_id] = self.points.get(kata_id, 0.0) + (points_of(item) or 0.0)
 
     collect = Collect()
-    pytest.main([*test_files(katas, False), "--collect-only", "-p", "no:terminal", "-p", "no:cacheprovider",
+    pytest.main([*catalog.test_files(katas, False), "--collect-only", "-p", "no:terminal", "-p", "no:cacheprovider",
                  "--rootdir", str(impl.PROJECT_ROOT), "-c", str(impl.PROJECT_ROOT / "pyproject.toml"), "-o", "addopts=--import-mode=importlib"],
                 plugins=[collect])
     return getattr(collect, "points", {})

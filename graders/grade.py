@@ -69,16 +69,6 @@ def _select(course: Path, only: str | None) -> list[catalog.Kata]:
     return katas
 
 
-def _test_files(root: Path, katas: list[catalog.Kata], hidden: bool) -> list[str]:
-    files = []
-    for kata in katas:
-        for name in (f"test_{kata.name}.py", f"test_{kata.name}_hidden.py"):
-            path = root / "katas" / kata.week / name
-            if path.is_file() and (hidden or "_hidden" not in name):
-                files.append(str(path))
-    return files
-
-
 def record(submission: Path, course: Path, katas: list[catalog.Kata], hidden: bool, limits: sandbox.Limits,
            work: Path) -> tuple[sandbox.Sandbox, dict[str, str]]:
     """Run the sandboxed child, one kata at a time (a kata that hangs, crashes or exhausts
@@ -88,7 +78,7 @@ def record(submission: Path, course: Path, katas: list[catalog.Kata], hidden: bo
     box = sandbox.build(submission, course, work, catalog.all_katas(course / "katas"), katas)
     crashed: dict[str, str] = {}
     for kata in katas:
-        files = _test_files(box.root, [kata], hidden)
+        files = catalog.test_files([kata], hidden, box.root / "katas")
         if not files:
             continue
         kills = 0
@@ -135,7 +125,7 @@ def replay(submission: Path, course: Path, box: sandbox.Sandbox, katas: list[cat
     results: list[dict] = []
     notes: list[str] = []
     for kata in katas:
-        files = _test_files(course, [kata], hidden)
+        files = catalog.test_files([kata], hidden, course / "katas")
         if not files:
             continue
         kata_results, exit_code = _replay_session(submission, course, box, files, hidden)

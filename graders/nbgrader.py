@@ -62,9 +62,7 @@ class GradedTest:
 
 def collect_tests(week: str) -> list[GradedTest]:
     """Every graded test item of the week (hidden ones included), in file order."""
-    katas = [k for k in catalog.all_katas() if k.week == week]
-    files = [str(p) for k in katas for p in (catalog.KATAS_DIR / week / f"test_{k.name}.py",
-                                              catalog.KATAS_DIR / week / f"test_{k.name}_hidden.py") if p.is_file()]
+    files = catalog.test_files([k for k in catalog.all_katas() if k.week == week], hidden=True)
 
     class Collect:
         items: list[GradedTest] = []

@@ -419,14 +419,12 @@ def run_kata_tests(kata_id: str, modules: dict[str, str]) -> dict[str, dict]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(source, encoding="utf-8")
     root.mkdir(parents=True, exist_ok=True)
-    week, name = kata_id.split("/")
-    files = [p for p in (catalog.KATAS_DIR / week / f"test_{name}.py", catalog.KATAS_DIR / week / f"test_{name}_hidden.py")
-             if p.is_file()]
+    files = catalog.test_files([catalog.load(kata_id)], hidden=True)
     report = root / "report.json"
     project = impl.PROJECT_ROOT
     env = {k: v for k, v in os.environ.items() if k != impl.ENV_VAR}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", *map(str, files), "--impl", str(root), "--hidden", "--kata-report", str(report),
+        [sys.executable, "-m", "pytest", *files, "--impl", str(root), "--hidden", "--kata-report", str(report),
          "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--rootdir", str(project), "-c", str(project / "pyproject.toml"),
          "-o", "addopts=--import-mode=importlib", "--hypothesis-profile", "grading"],
         cwd=project, env=env, capture_output=True, text=True)

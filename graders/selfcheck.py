@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import catalog, impl
+from . import impl
 
 TESTS_DIR = impl.PROJECT_ROOT / "tests"
 MUTANTS_DIR = TESTS_DIR / "mutants"
@@ -70,12 +70,6 @@ def alternatives(kata_filter: str | None = None) -> list[tuple[str, Path]]:
         if not kata_filter or kata == kata_filter:
             found.append((kata, path))
     return found
-
-
-def test_files(kata: str) -> list[str]:
-    week, name = kata.split("/")
-    files = [catalog.KATAS_DIR / week / f"test_{name}.py", catalog.KATAS_DIR / week / f"test_{name}_hidden.py"]
-    return [str(f) for f in files if f.is_file()]
 
 
 def mutate(source: str, replacements: tuple[tuple[str, str], ...], label: str) -> str:
