@@ -259,12 +259,10 @@ def read_notebook(path: Path, max_bytes: int = NOTEBOOK_LIMIT_MB * 2**20) -> dic
 
 
 def _source(cell: dict) -> str:
-    source = cell.get("source", "")
-    if isinstance(source, list) and all(isinstance(s, str) for s in source):
-        return "".join(source)
-    if isinstance(source, str):
-        return source
-    raise NotebookError("a cell's source is neither text nor a list of lines")
+    try:
+        return notebook.cell_source(cell)
+    except ValueError as exc:
+        raise NotebookError(str(exc)) from None
 
 
 def _grade_id(cell: dict) -> str | None:
@@ -282,16 +280,19 @@ class Template:
     order: dict[str, list[str]]  # kata id -> cell keys, in notebook order
     kata_cells: dict[tuple[str, str], str | None]  # (kata, key) -> nbgrader grade id (None: a plain cell)
     tests: dict[str, str]  # test cell grade id -> nodeid
-    grade_ids: set[str]  # every nbgrader cell id of the source
-    cells: dict[str, dict]  # grade id -> source cell
+    cells: dict[str, dict]  # grade id -> source cell, for every nbgrader cell of the source
+
+    @classmethod
+    def load(cls, course: Course, week: str) -> Template:
+        """The week's source notebook in the course directory."""
+        return cls.from_notebook(json.loads(course.path("source", week).read_text(encoding="utf-8")), week)
 
     @classmethod
     def from_notebook(cls, nb: dict, week: str) -> Template:
-        t = cls(week, {}, {}, {}, set(), {})
+        t = cls(week, {}, {}, {}, {})
         for cell in nb["cells"]:
             grade_id = _grade_id(cell)
             if grade_id:
-                t.grade_ids.add(grade_id)
                 t.cells[grade_id] = cell
             kata = cell.get("metadata", {}).get("kata", {})
             if "test" in kata:
@@ -301,6 +302,13 @@ class Template:
                 t.order.setdefault(found[0], []).append(found[1])
                 t.kata_cells[found] = grade_id
         return t
+
+    def points(self, grade_id: str) -> float:
+        return float(self.cells[grade_id]["metadata"]["nbgrader"]["points"])
+
+    @property
+    def max_score(self) -> float:
+        return sum(self.points(g) for g in self.tests)
 
 
 def kata_modules(nb: dict, template: Template) -> dict[str, str]:
@@ -320,7 +328,7 @@ def kata_modules(nb: dict, template: Template) -> dict[str, str]:
             if grade_id in by_id:
                 problems.append(f"cell {n} is a copy of cell {by_id[grade_id]} (nbgrader id {grade_id!r}): delete one")
                 continue
-            if grade_id not in template.grade_ids:
+            if grade_id not in template.cells:
                 problems.append(f"cell {n} has the nbgrader id {grade_id!r}, which this assignment does not have "
                                 "(a changed cell id?)")
                 continue
@@ -407,6 +415,7 @@ class Outcome:
     student: str
     scores: dict[str, float] = field(default_factory=dict)  # test cell grade id -> points earned
     report: object = None  # the graders.grade.Report
+    notebook: dict | None = None  # the submission as read (outputs dropped)
     modules: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 
@@ -415,19 +424,31 @@ class Outcome:
         return sum(self.scores.values())
 
 
-def other_weeks_modules(course: Course, student: str, week: str, max_bytes: int) -> dict[str, str]:
-    """The student's katas from their other submitted weeks, which a kata may import (week 7's
-    QLoRA uses the student's week-5 NF4): what `kata grade` sees in a repository holding both.
-    A notebook that cannot be read adds nothing (its own grading reports why)."""
-    modules: dict[str, str] = {}
+def other_templates(course: Course, week: str) -> dict[str, Template]:
+    """The source notebooks of the course's other weeks (unreadable ones left out)."""
+    templates = {}
     for other in weeks():
-        source, submitted = course.path("source", other), course.path("submitted", other, student)
-        if other == week or not source.is_file() or not submitted.is_file():
+        if other != week and course.path("source", other).is_file():
+            try:
+                templates[other] = Template.load(course, other)
+            except (ValueError, KeyError):
+                continue
+    return templates
+
+
+def other_weeks_modules(course: Course, student: str, templates: dict[str, Template], max_bytes: int) -> dict[str, str]:
+    """The student's katas from their other submitted weeks (`templates`: see other_templates),
+    which a kata may import (week 7's QLoRA uses the student's week-5 NF4): what `kata grade`
+    sees in a repository holding both. A notebook that cannot be read adds nothing (its own
+    grading reports why)."""
+    modules: dict[str, str] = {}
+    for other, template in templates.items():
+        submitted = course.path("submitted", other, student)
+        if not submitted.is_file():
             continue
         try:
-            template = Template.from_notebook(json.loads(source.read_text(encoding="utf-8")), other)
             modules.update(kata_modules(read_notebook(submitted, max_bytes), template))
-        except (NotebookError, ValueError, KeyError):
+        except NotebookError:
             continue
     return modules
 
@@ -441,7 +462,8 @@ def grade_notebook(path: Path, template: Template, student: str, max_bytes: int,
 
     outcome = Outcome(student)
     try:
-        outcome.modules = kata_modules(read_notebook(path, max_bytes), template)
+        outcome.notebook = read_notebook(path, max_bytes)
+        outcome.modules = kata_modules(outcome.notebook, template)
     except NotebookError as exc:
         outcome.error = str(exc)
         return outcome
@@ -458,17 +480,17 @@ def grade_notebook(path: Path, template: Template, student: str, max_bytes: int,
     results = {t["name"]: t for t in report.tests}
     for grade_id, nodeid in template.tests.items():
         t = results.get(nodeid)
-        points = float(template.cells[grade_id]["metadata"]["nbgrader"]["points"])
         # A skipped test (a GPU test on a machine without CUDA) earns nothing, as in `kata grade`
         # (which also drops it from the total; a notebook cell cannot): grade GPU notebooks on a GPU.
         outcome.scores[grade_id] = t["score"] if t else 0.0
     return outcome
 
 
-def _autograded_notebook(path: Path, template: Template, outcome: Outcome, max_bytes: int) -> dict:
+def _autograded_notebook(template: Template, outcome: Outcome) -> dict:
     """The submission as nbgrader's autograde would leave it: read-only cells restored from
-    the source (hidden tests included), each test cell showing its result."""
-    nb = read_notebook(path, max_bytes)
+    the source (hidden tests included), each test cell showing its result. Edits
+    `outcome.notebook` in place."""
+    nb = outcome.notebook
     results = {t["name"]: t for t in outcome.report.tests}
     for cell in nb["cells"]:
         grade_id = _grade_id(cell)
@@ -483,7 +505,7 @@ def _autograded_notebook(path: Path, template: Template, outcome: Outcome, max_b
         nodeid = template.tests.get(grade_id)
         if nodeid:
             t = results.get(nodeid)
-            if outcome.scores[grade_id] >= float(cell["metadata"]["nbgrader"]["points"]):
+            if outcome.scores[grade_id] >= template.points(grade_id):
                 cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["passed\n"]}]
             else:
                 message = t["output"] if t else "this test did not run"
@@ -504,8 +526,8 @@ def autograde(course_dir: str | Path, week: str, students: list[str] | None = No
     from sqlalchemy.exc import SAWarning
 
     course = Course.open(course_dir)
-    source = course.path("source", week)
-    template = Template.from_notebook(json.loads(source.read_text(encoding="utf-8")), week)
+    template = Template.load(course, week)
+    others = other_templates(course, week)
     with Gradebook(course.db_url, course.course_id) as gb:
         try:
             gb.find_notebook(week, week)
@@ -517,7 +539,7 @@ def autograde(course_dir: str | Path, week: str, students: list[str] | None = No
     outcomes: dict[str, Outcome] = {}
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         futures = {pool.submit(grade_notebook, course.path("submitted", week, s), template, s, max_bytes,
-                               other_modules=other_weeks_modules(course, s, week, max_bytes)): s
+                               other_modules=other_weeks_modules(course, s, others, max_bytes)): s
                    for s in students}
         for future in as_completed(futures):
             student = futures[future]
@@ -531,7 +553,8 @@ def autograde(course_dir: str | Path, week: str, students: list[str] | None = No
                 continue
             submitted = course.path("submitted", week, student)
             stamp = submitted.parent / "timestamp.txt"
-            timestamp = parse_utc(stamp.read_text().strip()) if stamp.is_file() and stamp.read_text().strip() else None
+            stamp_text = stamp.read_text().strip() if stamp.is_file() else ""
+            timestamp = parse_utc(stamp_text) if stamp_text else None
             with Gradebook(course.db_url, course.course_id) as gb, warnings.catch_warnings():
                 # nbgrader's own autoflush warnings when it creates a submission: not ours to fix
                 warnings.simplefilter("ignore", SAWarning)
@@ -544,12 +567,11 @@ def autograde(course_dir: str | Path, week: str, students: list[str] | None = No
                 gb.db.commit()
             graded = course.path("autograded", week, student)
             graded.parent.mkdir(parents=True, exist_ok=True)
-            graded.write_text(json.dumps(_autograded_notebook(submitted, template, outcome, max_bytes), indent=1,
+            graded.write_text(json.dumps(_autograded_notebook(template, outcome), indent=1,
                                          ensure_ascii=False) + "\n", encoding="utf-8")
             if stamp.is_file():
                 shutil.copy(stamp, graded.parent / "timestamp.txt")
-            possible = sum(float(template.cells[g]["metadata"]["nbgrader"]["points"]) for g in template.tests)
-            report(f"{student}: {outcome.score:g} / {possible:g}")
+            report(f"{student}: {outcome.score:g} / {template.max_score:g}")
     return outcomes
 
 

@@ -390,15 +390,24 @@ def modules_from_history(history: list[str]) -> dict[str, str]:
     return modules
 
 
+def cell_source(cell: dict) -> str:
+    """A notebook cell's text: nbformat stores it as one string or as a list of lines."""
+    source = cell.get("source", "")
+    if isinstance(source, list) and all(isinstance(s, str) for s in source):
+        return "".join(source)
+    if isinstance(source, str):
+        return source
+    raise ValueError("a cell's source is neither text nor a list of lines")
+
+
 def modules_from_notebooks(paths: list[Path]) -> dict[str, str]:
     """{kata id: module source} from the kata cells of saved notebooks; unreadable ones add nothing."""
     modules = {}
     for path in paths:
         try:
             cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-            sources = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-                       for c in cells if c.get("cell_type") == "code"]
-        except (OSError, ValueError, KeyError, TypeError):
+            sources = [cell_source(c) for c in cells if c.get("cell_type") == "code"]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
         modules.update(modules_from_history(sources))
     return modules

@@ -284,7 +284,7 @@ def test_a_skipped_test_earns_nothing_and_says_why(course, submitted, monkeypatc
     outcome = nbg.grade_notebook(path, template, "alice", 2**25)
     gid = next(g for g, n in template.tests.items() if n == skipped)
     assert outcome.scores[gid] == 0 and sum(outcome.scores.values()) == len(template.tests) - 1
-    graded = nbg._autograded_notebook(path, template, outcome, 2**25)
+    graded = nbg._autograded_notebook(template, outcome)
     cell = next(c for c in graded["cells"] if c["metadata"].get("nbgrader", {}).get("grade_id") == gid)
     assert cell["outputs"][0]["output_type"] == "error"
     assert "not run on the grading machine: Skipped: needs a CUDA GPU" in cell["outputs"][0]["evalue"]
@@ -297,12 +297,15 @@ def test_other_weeks_are_there_to_import(tmp_path):
     nbg.build(course, ["week5", "week7"])
     for week in ("week5", "week7"):
         nbg.submit(week, course, "alice", impl.reference())
-    modules = nbg.other_weeks_modules(nbg.Course.open(course), "alice", "week7", 2**25)
+    opened = nbg.Course.open(course)
+    others = nbg.other_templates(opened, "week7")
+    assert set(others) == {"week5"}
+    modules = nbg.other_weeks_modules(opened, "alice", others, 2**25)
     assert {k for k in modules} == {k for k in KATAS if k.startswith("week5/")}
     assert notebook.without_blank_lines(modules["week5/quantization"]) == notebook.without_blank_lines(
         _read(REFERENCE, "week5/quantization"))
     (course / "submitted" / "alice" / "week5" / "week5.ipynb").write_text("{")
-    assert nbg.other_weeks_modules(nbg.Course.open(course), "alice", "week7", 2**25) == {}
+    assert nbg.other_weeks_modules(opened, "alice", others, 2**25) == {}
 
 
 def test_notebook_check_reads_other_weeks_from_the_notebooks_beside_this_one(tmp_path, monkeypatch):
@@ -345,7 +348,7 @@ def course(tmp_path, week2):
 
 
 def _template(course: Path) -> nbg.Template:
-    return nbg.Template.from_notebook(json.loads((course / "source" / WEEK / f"{WEEK}.ipynb").read_text()), WEEK)
+    return nbg.Template.load(nbg.Course.open(course), WEEK)
 
 
 def test_submit_puts_the_students_code_in_the_cells_and_graders_get_it_back(course, tmp_path):
