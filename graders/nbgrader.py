@@ -537,6 +537,10 @@ def autograde(course_dir: str | Path, week: str, students: list[str] | None = No
     max_bytes = int(max_mb * 2**20)
     students = students or course.students(week)
     outcomes: dict[str, Outcome] = {}
+    # Reported once the pool is done, as `kata grade --batch` does: a replay running in another
+    # thread captures this process's stdout at the file-descriptor level, so a line printed
+    # meanwhile would be lost.
+    lines: dict[str, str] = {}
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         futures = {pool.submit(grade_notebook, course.path("submitted", week, s), template, s, max_bytes,
                                other_modules=other_weeks_modules(course, s, others, max_bytes)): s
@@ -549,7 +553,7 @@ def autograde(course_dir: str | Path, week: str, students: list[str] | None = No
                 outcome = Outcome(student, error=f"internal error while grading: {type(exc).__name__}: {exc}")
             outcomes[student] = outcome
             if outcome.error:
-                report(f"{student}: NOT GRADED: {outcome.error}")
+                lines[student] = f"{student}: NOT GRADED: {outcome.error}"
                 continue
             submitted = course.path("submitted", week, student)
             stamp = submitted.parent / "timestamp.txt"
@@ -571,7 +575,9 @@ def autograde(course_dir: str | Path, week: str, students: list[str] | None = No
                                          ensure_ascii=False) + "\n", encoding="utf-8")
             if stamp.is_file():
                 shutil.copy(stamp, graded.parent / "timestamp.txt")
-            report(f"{student}: {outcome.score:g} / {template.max_score:g}")
+            lines[student] = f"{student}: {outcome.score:g} / {template.max_score:g}"
+    for student in sorted(lines):
+        report(lines[student])
     return outcomes
 
 
