@@ -22,6 +22,7 @@ that goes into and comes out of student code.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import inspect
@@ -33,7 +34,7 @@ from typing import Any, Callable
 import pytest
 
 from . import catalog, impl, recording
-from .guard import ForbiddenAPIError, forbid
+from .guard import ForbiddenAPIError, forbid, no_new_threads
 
 # Exceptions a test expects from the next student call (set by `check.raises`).
 _expected: contextvars.ContextVar[tuple[type[BaseException], ...]] = contextvars.ContextVar(
@@ -415,7 +416,8 @@ class StudentModule:
                 return recording.ReplayCallable(["f", self._dotted, name], name, self)
             return self._decode(rec, event["r"])
         try:
-            module = self.implementation.import_module(self._dotted)
+            with self._guarded("*"):  # the module's own code runs as it is imported
+                module = self.implementation.import_module(self._dotted)
             if not hasattr(module, name):
                 kind = "CONSTANT" if name.isupper() else "CLASS" if name[:1].isupper() else "FUNCTION"
                 raise impl.ImplementationError(
@@ -471,27 +473,43 @@ class StudentModule:
     def _getattr_of(self, obj: StudentObject, attr: str):
         __tracebackhide__ = True
         rec = self._recording
-        value = getattr(obj._kata_target, attr)
         cls_name = type(obj._kata_target).__name__
-        is_method = inspect.ismethod(value) or (
-            callable(value) and not isinstance(value, type) and hasattr(value, "__self__"))
+        try:
+            with self._guarded("*"):  # a property is student code too; so is a lazy value's encoding
+                value = getattr(obj._kata_target, attr)
+                is_method = inspect.ismethod(value) or (
+                    callable(value) and not isinstance(value, type) and hasattr(value, "__self__"))
+                wrapped = None if is_method else self._wrap(value, reached_from_object=True)
+                strange = None if is_method else unplain(wrapped)
+                encoded = recording.encode(wrapped, rec) if rec is not None and not is_method and not strange else None
+        except ForbiddenAPIError as exc:
+            fail(f"FORBIDDEN: reading `{attr}` ran `{exc.api}`, which is not allowed in {self.kata.id}.")
         if is_method:
             if rec is not None:
                 rec.add({"k": "get", "ref": ["get", rec.oid_of(obj), attr], "method": True})
             return StudentCallable(value, f"{cls_name}.{attr}", self, ref=("m", obj, attr))
-        wrapped = self._wrap(value, reached_from_object=True)
+        if strange:
+            fail(f"ERROR in your `{cls_name}`: its `{attr}` is {strange}; keep plain tensors, arrays and values")
         if rec is not None:
-            rec.add({"k": "get", "ref": ["get", rec.oid_of(obj), attr], "r": recording.encode(wrapped, rec)})
+            rec.add({"k": "get", "ref": ["get", rec.oid_of(obj), attr], "r": encoded})
         return wrapped
 
     def _simple(self, obj: StudentObject, kind: str, action, *args):
         """setattr / getitem / len / iter on a student object, recorded as one event."""
         __tracebackhide__ = True
         rec = self._recording
-        result = action()
+        try:
+            with self._guarded("*"):
+                result = action()
+                strange = unplain(result)
+                encoded = recording.encode(result, rec) if rec is not None and not strange else None
+        except ForbiddenAPIError as exc:
+            fail(f"FORBIDDEN: your object ran `{exc.api}`, which is not allowed in {self.kata.id}.")
+        if strange:
+            fail(f"ERROR in your `{type(obj._kata_target).__name__}`: it gave {strange}; "
+                 "keep plain tensors, arrays and values")
         if rec is not None:
-            rec.add({"k": kind, "ref": [kind, rec.oid_of(obj)], "a": recording.digest(args, rec),
-                     "r": recording.encode(result, rec)})
+            rec.add({"k": kind, "ref": [kind, rec.oid_of(obj)], "a": recording.digest(args, rec), "r": encoded})
         return result
 
     def _replay_getattr(self, obj, attr):
@@ -519,7 +537,8 @@ class StudentModule:
                 rec.callback_id(value)
         problem = static_problem(self, name)
         event = self._next(rec, "call", list(ref), recording.digest((args, kwargs), rec))
-        rec.apply_side_effects()
+        if not rec.apply_side_effects(allowed=self.kata.may_mutate(call_key(name, ("o",) if ref[0] == "o" else ("f",)))):
+            problem = problem or _CHANGED_TEST_STATE.format(name=name)
         if problem:
             fail(f"{problem}\nCalled {description}")
         if "fail" in event:
@@ -532,12 +551,22 @@ class StudentModule:
 
     # --- the call itself ---------------------------------------------------------------
 
+    def _guarded(self, function: str):
+        """The kata's forbidden-API guard for `function`, with threads refused where the kata
+        forbids anything (work on another thread would escape the guard)."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(forbid(self.kata.forbidden_for(function)))
+        stack.enter_context(no_new_threads(bool(self.kata.forbidden)))
+        return stack
+
     def _call(self, name: str, fn: Callable, args: tuple, kwargs: dict, ref: tuple = ("f", None)):
         __tracebackhide__ = True
         rec = self._recording
         if rec is not None and rec._paused:  # inside a throughput measurement: nothing to record
             rec = None
         args, kwargs = _materialize(args), {k: _materialize(v) for k, v in kwargs.items()}
+        key = call_key(name, ref)
+        mutating = self.kata.may_mutate(key)
         if rec is not None:
             event = {"k": "call", "ref": self._ref(rec, ref if ref[1] is not None else ("f", name)),
                      "a": recording.digest((args, kwargs), rec)}
@@ -548,42 +577,179 @@ class StudentModule:
         args, kwargs = _unwrap_args(args, kwargs)
         description = describe_call(name, fn, args, kwargs)
         where = self.implementation.display_path(self._dotted)
-        function = name.split(".")[0]
         expected = _expected.get()
-        try:
-            with forbid(self.kata.forbidden_for(function)):
-                result = fn(*args, **kwargs)
-        except NotImplementedError:
-            problem = f"NOT STARTED: `{name}` in {where} still raises NotImplementedError."
-        except ForbiddenAPIError as exc:
-            problem = (f"FORBIDDEN: your `{name}` called `{exc.api}`, which is not allowed in "
-                       f"{self.kata.id}. Write it yourself from tensor operations.")
-        except SystemExit as exc:
-            problem = f"ERROR in your `{name}`: it called sys.exit({exc.code!r})."
-        except Exception as exc:
-            if expected and isinstance(exc, expected):
-                if rec is not None:
-                    rec.add({**event, "raise": _exception_record(exc)})
-                    rec.record_writes()
+        # A call that may not change the test's objects works on copies of them: the test's
+        # own stay pristine for its oracle, and a change is caught below.
+        given = (args, kwargs) if mutating else _copies((args, kwargs))
+        problem = recording.calling(key)
+        if problem is None:
+            try:
+                with self._guarded(name.split(".")[0]):
+                    result = fn(*given[0], **given[1])
+                    result = self._wrap(result)
+                    # Checked and encoded while the guard is still armed: a result that computes
+                    # lazily (a Tensor subclass, a custom __eq__) cannot run forbidden code later.
+                    strange = unplain(result)
+                    if strange is None and rec is not None:
+                        encoded = recording.encode(result, rec)
+            except NotImplementedError:
+                problem = f"NOT STARTED: `{name}` in {where} still raises NotImplementedError."
+            except ForbiddenAPIError as exc:
+                problem = (f"FORBIDDEN: your `{name}` called `{exc.api}`, which is not allowed in "
+                           f"{self.kata.id}. Write it yourself from tensor operations.")
+            except SystemExit as exc:
+                problem = f"ERROR in your `{name}`: it called sys.exit({exc.code!r})."
+            except pytest.fail.Exception as exc:
+                if str(exc).startswith("Timeout"):  # pytest-timeout stopped the call
+                    recording.interrupted_by_timeout(key)
                 raise
-            trace = _student_traceback(exc, self.implementation.root)
-            want = f" (expected {' or '.join(e.__name__ for e in expected)})" if expected else ""
-            problem = f"ERROR in your `{name}`: {type(exc).__name__}: {exc}{want}" + (f"\n{trace}" if trace else "")
-        else:
-            result = self._wrap(result)
+            except Exception as exc:
+                if expected and isinstance(exc, expected) and (mutating or _same(given, (args, kwargs))):
+                    if rec is not None:
+                        rec.add({**event, "raise": _exception_record(exc)})
+                        rec.record_writes(allowed=mutating)
+                    recording.calling(None)
+                    raise
+                trace = _student_traceback(exc, self.implementation.root)
+                want = f" (expected {' or '.join(e.__name__ for e in expected)})" if expected else ""
+                problem = f"ERROR in your `{name}`: {type(exc).__name__}: {exc}{want}" + (f"\n{trace}" if trace else "")
+            else:
+                if strange is not None:
+                    problem = (f"ERROR in your `{name}`: it returned {strange}; return plain torch.Tensor, "
+                               "numpy arrays and Python values (results are checked as they are, not through "
+                               "methods they define)")
+            finally:
+                recording.calling(None)
+        if problem is None and not mutating and not _same(given, (args, kwargs)):
+            problem = (f"ERROR in your `{name}`: it changed one of its inputs in place. `{name}` must leave "
+                       "the tensors, lists and dicts it is given as they were (work on a copy: `x.clone()`, "
+                       "`list(ids)`)")
+        if problem is None:
             if rec is not None:
-                rec.add({**event, "r": recording.encode(result, rec)})
-                rec.record_writes()
-            _remember(result, description)
-            return result
+                rec.add({**event, "r": encoded})
+                if not rec.record_writes(allowed=mutating):
+                    problem = _CHANGED_TEST_STATE.format(name=name)
+            if problem is None:
+                _remember(result, description)
+                return result
         if rec is not None:
             rec.add({**event, "fail": f"{problem}\nCalled {description}"})
-            rec.record_writes()
+            rec.record_writes(allowed=mutating)
         # Fail outside the except blocks, so the report does not chain the student's exception.
         fail(f"{problem}\nCalled {description}")
 
     def __repr__(self):
         return f"<{self._role} {self._dotted} from {self.implementation.label}>"
+
+
+_CHANGED_TEST_STATE = ("ERROR in your `{name}`: it changed objects the test gave your code earlier (e.g. "
+                       "tensors an object of yours keeps), which only the kata's mutating calls may do")
+
+
+def call_key(name: str, ref: tuple) -> str:
+    """How a kata's toml names a call: `softmax`, `AdamW` (the constructor), `AdamW.step`,
+    `MultiHeadSelfAttention.__call__` (calling an object); `.with_grad` is the call itself."""
+    name = name.removesuffix(".with_grad")
+    return f"{name}.__call__" if ref and ref[0] == "o" else name
+
+
+def _copies(value, depth: int = 0):
+    """Deep copies of the tensors, arrays, lists, dicts and sets in `value` (tuples rebuilt
+    around them); anything else (modules, generators, student objects, callables) as it is."""
+    import numpy as np
+    import torch
+
+    if depth > 12:
+        return value
+    if type(value) in (torch.Tensor, torch.nn.Parameter):
+        copy = value.detach().clone()
+        if value.requires_grad:
+            copy.requires_grad_(True)
+        if value.grad is not None:
+            copy.grad = value.grad.detach().clone()
+        return torch.nn.Parameter(copy, requires_grad=copy.requires_grad) if type(value) is torch.nn.Parameter else copy
+    if type(value) is np.ndarray:
+        return value.copy()
+    if type(value) is list:
+        return [_copies(v, depth + 1) for v in value]
+    if type(value) is tuple:
+        return tuple(_copies(v, depth + 1) for v in value)
+    if type(value) in (dict, collections.OrderedDict):
+        return type(value)((k, _copies(v, depth + 1)) for k, v in value.items())
+    if type(value) is set:
+        return set(value)
+    return value  # a torch.Generator too: drawing from the test's generator is the contract
+
+
+def _same(a, b, depth: int = 0) -> bool:
+    """Whether a copy still equals its original (bitwise for tensors and arrays)."""
+    import numpy as np
+    import torch
+
+    if depth > 12 or a is b:
+        return True
+    if isinstance(b, torch.Tensor):
+        if not isinstance(a, torch.Tensor) or a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+            return False
+        if b.device.type == "meta":
+            return True
+        x, y = a.detach().contiguous().reshape(-1), b.detach().contiguous().reshape(-1)
+        if x.dtype == torch.bool or not (x.is_floating_point() or x.is_complex()):
+            return bool(torch.equal(x, y))
+        return bool(torch.equal(x.view(torch.uint8), y.view(torch.uint8)))
+    if isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    if type(b) in (list, tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y, depth + 1) for x, y in zip(a, b))
+    if type(b) in (dict, collections.OrderedDict):
+        return type(a) is type(b) and a.keys() == b.keys() and all(_same(a[k], b[k], depth + 1) for k in b)
+    if type(b) is set:
+        return type(a) is set and a == b
+    return True
+
+
+_PLAIN_SCALARS = (bool, int, float, complex, str, bytes, type(None))
+
+
+def unplain(value, depth: int = 0) -> str | None:
+    """What, in a student call's result, is not a plain value the grader can take as it is:
+    a subclass of a tensor, an array or a builtin (which could compute lazily or lie in its
+    `__eq__`), or an object of an unknown class. None when everything is plain."""
+    import numpy as np
+    import torch
+
+    if depth > 12:
+        return "a structure nested too deeply"
+    kind = type(value)
+    if isinstance(value, (StudentObject, StudentCallable, Gradients)):
+        if isinstance(value, Gradients):
+            return unplain([value.output, value.inputs, value.parameters], depth + 1)
+        return None
+    if kind in _PLAIN_SCALARS or kind in (torch.Tensor, torch.nn.Parameter, np.ndarray, torch.dtype, torch.device,
+                                          torch.Size, slice, range):
+        return None
+    if isinstance(value, np.generic) and kind.__module__ == "numpy":
+        return None
+    if kind in (list, tuple, set, frozenset) or (isinstance(value, tuple) and _library_class(kind)):
+        return next((p for p in (unplain(v, depth + 1) for v in value) if p), None)
+    if kind in (dict, collections.OrderedDict, collections.defaultdict, collections.Counter) or (
+            isinstance(value, dict) and _library_class(kind)):
+        return next((p for p in (unplain(v, depth + 1) for kv in value.items() for v in kv) if p), None)
+    if isinstance(value, (torch.Tensor, np.ndarray, *_PLAIN_SCALARS, list, tuple, dict, set, frozenset)):
+        return f"a {kind.__name__} (a subclass of {next(c.__name__ for c in kind.__mro__[1:] if c.__module__ in ('builtins', 'torch', 'numpy'))})"
+    return None  # an object of another library (an nn.Module, a tokenizer): the test's business
+
+
+def _library_class(kind: type) -> bool:
+    """A class of torch or numpy (a named tuple such as `torch.return_types.max` or the
+    result of `load_state_dict`), found where its module says it is."""
+    import sys
+
+    module = kind.__module__ or ""
+    if module.split(".")[0] not in ("torch", "numpy", "collections"):
+        return False
+    return getattr(sys.modules.get(module), kind.__qualname__.split(".")[0], None) is kind or \
+        module == "torch.return_types"
 
 
 _replay_owners: dict[int, StudentModule] = {}

@@ -31,6 +31,10 @@ class Kata:
     hints: tuple[str, ...] = ()
     mistakes: dict[str, str] = field(default_factory=dict)
     forbidden: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Calls that may change objects the test hands them (`step`, `get_pair_counts`): "name",
+    # "Class" (its constructor keeps what it is given), "Class.method", "Class.__call__".
+    # Every other call gets copies, and one that changes its inputs fails the test.
+    mutates: tuple[str, ...] = ()
 
     @property
     def week(self) -> str:
@@ -46,7 +50,11 @@ class Kata:
         return self.id.replace("/", ".")
 
     def forbidden_for(self, function: str) -> tuple[str, ...]:
-        return tuple(self.forbidden.get("*", ())) + tuple(self.forbidden.get(function, ()))
+        everywhere = tuple(self.forbidden.get("*", ()))
+        return everywhere if function == "*" else everywhere + tuple(self.forbidden.get(function, ()))
+
+    def may_mutate(self, call: str) -> bool:
+        return call in self.mutates
 
     def hint_for(self, mistake: str) -> str:
         try:
@@ -76,6 +84,7 @@ def load(kata_id: str, katas_dir: Path = KATAS_DIR) -> Kata:
         hints=tuple(data.get("hints", ())),
         mistakes=dict(data.get("mistakes", {})),
         forbidden={k: tuple(v) for k, v in data.get("forbidden", {}).items()},
+        mutates=tuple(data.get("mutates", ())),
     )
 
 

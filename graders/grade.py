@@ -14,16 +14,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from xml.sax.saxutils import escape, quoteattr
 
 import pytest
 
-from . import catalog, impl, sandbox
+from . import catalog, impl, sandbox, timing
+from .reports import FORMATS, plain, render
 from .plugin import kata_totals
 
 
@@ -69,56 +71,144 @@ def _select(course: Path, only: str | None) -> list[catalog.Kata]:
     return katas
 
 
+@dataclass
+class Recorded:
+    """What the sandboxed runs left for the replay."""
+
+    replay_dir: Path  # the grader's own copies of the validated recordings
+    failed: dict[str, str] = field(default_factory=dict)  # nodeid -> why it has no (complete) recording
+    refused: dict[str, str] = field(default_factory=dict)  # kata id -> why its module was refused
+    protections: list[str] = field(default_factory=list)
+    timings: dict[str, tuple[float, float] | None] = field(default_factory=dict)  # the grader's own
+
+
 def record(submission: Path, course: Path, katas: list[catalog.Kata], hidden: bool, limits: sandbox.Limits,
-           work: Path) -> tuple[sandbox.Sandbox, dict[str, str]]:
-    """Run the sandboxed child, one kata at a time (a kata that hangs, crashes or exhausts
-    memory cannot cost another kata anything), restarting it past tests that kill it;
-    returns the sandbox and {nodeid: why it has no recording}."""
-    # Every kata module goes into the sandbox (kv_cache needs gpt2), even when grading one.
-    box = sandbox.build(submission, course, work, catalog.all_katas(course / "katas"), katas)
-    crashed: dict[str, str] = {}
-    for kata in katas:
-        files = catalog.test_files([kata], hidden, box.root / "katas")
-        if not files:
-            continue
-        kills = 0
-        while kills < 3:
-            deselect = sorted(sandbox.recorded_nodeids(box) | set(crashed))
-            run = sandbox.run_child(box, course, files, hidden, limits, deselect)
-            if run.started is None and not run.timed_out:
-                break  # the child got through every remaining test of this kata
-            why = ("the sandbox's time limit for this kata ran out" if run.timed_out else
-                   f"the sandboxed run died (exit status {run.returncode}): a crash, os._exit, or a resource limit")
-            if run.started:
-                crashed[run.started] = why
-            kills += 1
-            if run.timed_out or run.started is None:
-                break
-        else:
-            why = "the sandboxed run died three times in this kata; its remaining tests were not run"
-        if kills:
-            done = sandbox.recorded_nodeids(box)
-            for nodeid in _collect(files, box.root):
-                if nodeid not in done:
-                    crashed.setdefault(nodeid, why)
-    return box, crashed
+           work: Path, unsafe: bool = False, deadline: float | None = None, workers: int | None = None) -> Recorded:
+    """Run each kata's tests in sandboxed children, public and hidden tests apart (a kata that
+    hangs, crashes or exhausts memory cannot cost another kata anything), and bring back the
+    validated recordings. Katas run side by side (`workers`, default: the machine's cores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    iso = sandbox.isolation(unsafe)
+    if not iso.sandboxed and iso.drop_to_uid:
+        work.chmod(0o711)  # no bubblewrap to bind it in: the child's uid must reach its files itself
+    tree = sandbox.build(submission, course, work, catalog.all_katas(course / "katas"))
+    recorded = Recorded(work / "replay", refused=dict(tree.refused), protections=list(iso.protections))
+    recorded.replay_dir.mkdir(mode=0o700)
+
+    def one_kata(kata: catalog.Kata) -> None:
+        groups = [("public", catalog.test_files([kata], False, course / "katas"))]
+        if hidden:
+            public = set(groups[0][1])
+            groups.append(("hidden", [f for f in catalog.test_files([kata], True, course / "katas") if f not in public]))
+        budget = KataBudget()  # shared by the kata's public and hidden runs, one after the other
+        for visibility, files in groups:
+            if not files:
+                continue
+            if deadline is not None and time.monotonic() > deadline:
+                for nodeid in _collect(files, course):
+                    recorded.failed[nodeid] = "not run: the whole grade's time limit ran out"
+                continue
+            _record_group(tree, course, kata, [Path(f) for f in files], visibility, hidden, limits, iso, unsafe,
+                          recorded, budget)
+
+    with ThreadPoolExecutor(max(1, workers or min(len(katas), os.cpu_count() or 1))) as pool:
+        list(pool.map(one_kata, katas))
+    return recorded
 
 
-def _collect(files: list[str], root: Path) -> list[str]:
+@dataclass
+class KataBudget:
+    """What one kata has spent on hangs: a function that timed out is not called again, and
+    after `Limits.timeouts_per_kata` timeouts every further test gets the short limit."""
+
+    hung: list[str] = field(default_factory=list)
+    used_timeouts: int = 0
+
+
+def _record_group(tree, course, kata, files, visibility, hidden, limits, iso, unsafe, recorded: Recorded,
+                  budget: KataBudget) -> None:
+    """One kata, one visibility: run the child, restart it past tests that hang or kill it."""
+    timeouts = _collect([str(f) for f in files], course, with_timeouts=True, default=limits.test_seconds)
+    throughput = _collect.throughput & set(timeouts)
+    # The hidden child also holds the public test module (public anyway): hidden tests import
+    # helpers from it. The public child never holds a hidden file.
+    public = [Path(f) for f in catalog.test_files([kata], False, course / "katas")]
+    tests = sandbox.tests_dir(tree, course, kata, sorted(set(files) | (set(public) if visibility == "hidden" else set())),
+                              visibility)
+    uid = sandbox.child_uid() if iso.drop_to_uid else None
+    recordings = sandbox.recordings_dir(tree.work, f"{kata.week}-{kata.name}-{visibility}", uid)
+    relative = [str(Path("katas") / kata.week / f.name) for f in files]
+    finished: set[str] = set()
+    failed: dict[str, str] = {}
+    kills = 0
+    while True:
+        spent = budget.used_timeouts >= limits.timeouts_per_kata
+        spec = sandbox.ChildSpec(tree, tests, relative, recordings, uid, hidden, sorted(finished | set(failed)),
+                                 sorted({f for f in budget.hung if f}), limits.test_seconds,
+                                 limits.short_test_seconds if spent else None,
+                                 max(0, limits.timeouts_per_kata - budget.used_timeouts), limits.short_test_seconds)
+        run = sandbox.run_child(spec, limits, timeouts, unsafe)
+        finished.update(run.finished)
+        budget.hung += run.hung_functions
+        budget.used_timeouts += len(run.hung_functions)
+        new_failures = {n: w for n, w in run.failed.items() if n not in failed}
+        failed.update(new_failures)
+        remaining = [n for n in timeouts if n not in finished and n not in failed]
+        if not remaining:
+            break
+        if not new_failures:
+            for nodeid in remaining:  # the child ended without saying why (e.g. collection failed)
+                failed[nodeid] = _child_gave_up(run)
+            break
+        kills += any(not why.startswith("TIMEOUT") for why in new_failures.values())
+        if kills >= limits.kills_per_kata:
+            for nodeid in remaining:
+                failed[nodeid] = ("not run: the sandbox died three times in this kata "
+                                  "(a crash, os._exit, or a resource limit)")
+            break
+    for nodeid in sorted(throughput & finished):
+        recorded.timings[nodeid] = timing.time_test(spec, nodeid, limits, timeouts[nodeid] + limits.grace_seconds,
+                                                    unsafe)
+    rejected = sandbox.ingest(recordings, sorted(finished), recorded.replay_dir, limits)
+    recorded.failed.update(failed)
+    recorded.failed.update(rejected)
+
+
+def _child_gave_up(run: sandbox.ChildRun) -> str:
+    tail = run.output.strip().splitlines()[-1:] or [""]
+    return f"not run: the sandboxed test run ended early (exit status {run.returncode}) {tail[0][:200]}".rstrip()
+
+
+def _collect(files: list[str], root: Path, with_timeouts: bool = False, default: float = 60.0):
+    """The node ids of `files` as the grader itself collects them (with --hidden: every test),
+    and, `with_timeouts`, {nodeid: its timeout in seconds}."""
     class Collect:
-        ids: list[str] = []
+        ids: dict[str, float] = {}
 
         def pytest_collection_finish(self, session):
-            self.ids = [item.nodeid for item in session.items]
+            for item in session.items:
+                if item.get_closest_marker("throughput"):
+                    _collect.throughput.add(item.nodeid)
+                marker = item.get_closest_marker("timeout")
+                seconds = marker.args[0] if marker and marker.args else (marker.kwargs.get("timeout") if marker else None)
+                self.ids[item.nodeid] = float(seconds or default)
 
     collector = Collect()
-    pytest.main([*files, "--collect-only", "-p", "no:terminal", "-p", "no:cacheprovider", "--hidden",
-                 "--rootdir", str(root), "-c", str(root / "pytest.ini"), "--import-mode=importlib"],
-                plugins=[collector])
-    return collector.ids
+    collector.ids = {}
+    with _replay_lock:
+        _forget_test_modules(root)
+        pytest.main([*files, "--collect-only", "-p", "no:terminal", "-p", "no:cacheprovider", "--hidden",
+                     "--rootdir", str(root), "-c", str(root / "pyproject.toml"), "-o", "addopts=--import-mode=importlib",
+                     "--hypothesis-profile", "grading", "-p", "no:randomly"],
+                    plugins=[collector])
+    return collector.ids if with_timeouts else list(collector.ids)
 
 
-def replay(submission: Path, course: Path, box: sandbox.Sandbox, katas: list[catalog.Kata],
+_collect.throughput = set()  # node ids of throughput tests seen by _collect (timed by the grader)
+
+
+def replay(submission: Path, course: Path, recorded: Recorded, katas: list[catalog.Kata],
            hidden: bool) -> tuple[list[dict], list[str]]:
     """Run the trusted tests here, one pytest session per kata, answering student calls from
     the recordings; returns the results and notes on katas whose replay could not run."""
@@ -128,13 +218,19 @@ def replay(submission: Path, course: Path, box: sandbox.Sandbox, katas: list[cat
         files = catalog.test_files([kata], hidden, course / "katas")
         if not files:
             continue
-        kata_results, exit_code = _replay_session(submission, course, box, files, hidden)
+        kata_results, exit_code = _replay_session(submission, course, recorded, files, hidden)
         if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not kata_results:
             notes.append(f"{kata.id}: the grader could not replay its tests (pytest exit status {int(exit_code)}); "
                          "this is a fault in the course, not the submission: run `pytest "
                          + " ".join(str(Path(f).relative_to(course)) for f in files) + " --impl reference`")
         results += kata_results
     return results, notes
+
+
+def _timings_file(recorded: Recorded) -> Path:
+    path = recorded.replay_dir.parent / "timings.json"
+    timing.write_timings({k: v for k, v in recorded.timings.items() if v is not None}, path)
+    return path
 
 
 def _forget_test_modules(course: Path) -> None:
@@ -151,7 +247,7 @@ def _forget_test_modules(course: Path) -> None:
             del sys.modules[name]
 
 
-def _replay_session(submission: Path, course: Path, box: sandbox.Sandbox, files: list[str],
+def _replay_session(submission: Path, course: Path, recorded: Recorded, files: list[str],
                     hidden: bool) -> tuple[list[dict], pytest.ExitCode]:
     class Results:
         results: list[dict] = []
@@ -160,7 +256,7 @@ def _replay_session(submission: Path, course: Path, box: sandbox.Sandbox, files:
             self.results = session.config._kata_results
 
     collector = Results()
-    args = [*files, "--impl", str(submission), "--kata-replay", str(box.recordings),
+    args = [*files, "--impl", str(submission), "--kata-replay", str(recorded.replay_dir), "--kata-timings", str(_timings_file(recorded)),
             "-p", "no:terminal", "-p", "no:cacheprovider", "--rootdir", str(course),
             "-c", str(course / "pyproject.toml"), "-o", "addopts=--import-mode=importlib",
             "--hypothesis-profile", "grading", "-p", "no:randomly", *(["--hidden"] if hidden else [])]
@@ -175,22 +271,32 @@ def _replay_session(submission: Path, course: Path, box: sandbox.Sandbox, files:
 
 
 def grade(submission: str | Path, course: str | Path | None = None, hidden: bool = False, only: str | None = None,
-          limits: sandbox.Limits | None = None, hidden_feedback: bool = False) -> Report:
+          limits: sandbox.Limits | None = None, hidden_feedback: bool = False, unsafe_no_sandbox: bool = False,
+          timeout: float | None = None, workers: int | None = None) -> Report:
+    """Grade one submission. Raises FileNotFoundError for a missing directory, LookupError for
+    an unknown `only`, and sandbox.SandboxUnavailable when the sandbox cannot be built."""
     submission = Path(submission).resolve()
     course = Path(course).resolve() if course else impl.PROJECT_ROOT
-    katas = _select(course, only)
-    report = Report(str(submission))
     if not submission.is_dir():
         raise FileNotFoundError(f"{submission} is not a directory")
+    katas = _select(course, only)
+    if not katas:
+        raise LookupError(f"no kata or week called {only!r}")
+    report = Report(str(submission))
+    deadline = time.monotonic() + timeout if timeout else None
     work = sandbox.workdir()
     try:
-        box, crashed = record(submission, course, katas, hidden, limits or sandbox.Limits(), work)
-        report.protections = box.protections
-        report.notes += [f"{kata}: {why}" for kata, why in box.refused.items()]
-        results, replay_notes = replay(submission, course, box, katas, hidden)
+        recorded = record(submission, course, katas, hidden, limits or sandbox.Limits(), work,
+                          unsafe=unsafe_no_sandbox, deadline=deadline, workers=workers)
+        report.protections = recorded.protections
+        report.notes += [f"{kata}: {why}" for kata, why in recorded.refused.items()]
+        if unsafe_no_sandbox:
+            report.notes.append("graded WITHOUT a sandbox (--unsafe-no-sandbox): not for grading others' code")
+        results, replay_notes = replay(submission, course, recorded, katas, hidden)
         report.notes += replay_notes
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    crashed = recorded.failed
     for r in results:
         key = r["nodeid"].split("katas/", 1)[-1]
         crash = next((why for nodeid, why in crashed.items() if nodeid.endswith(key)), None)
@@ -214,56 +320,6 @@ def grade(submission: str | Path, course: str | Path | None = None, hidden: bool
     return report
 
 
-# --- formats ------------------------------------------------------------------------------
-
-
-def to_markdown(report: Report) -> str:
-    lines = [f"## Grade: {report.score:g} / {report.max_score:g}", "", "| kata | points | tests passed |",
-             "| --- | ---: | ---: |"]
-    for kata_id, t in report.katas.items():
-        lines.append(f"| {kata_id} | {t['score']:g} / {t['max_score']:g} | {t['passed']}/{t['passed'] + t['failed']} |")
-    failures = [t for t in report.tests if t["status"] not in ("passed", "skipped")]
-    if failures:
-        lines += ["", "<details><summary>Failures</summary>", ""]
-        for t in failures[:50]:
-            lines += [f"**{t['name']}**", "", "```", t["output"][:1500], "```", ""]
-        lines.append("</details>")
-    lines += ["", f"Sandbox: {', '.join(report.protections)}."]
-    return "\n".join(lines) + "\n"
-
-
-def to_junit(report: Report) -> str:
-    cases = []
-    for t in report.tests:
-        body = ""
-        if t["status"] in ("failed", "error"):
-            body = f"<failure message={quoteattr(t['output'][:200])}>{escape(t['output'])}</failure>"
-        elif t["status"] == "skipped":
-            body = "<skipped/>"
-        cases.append(f'  <testcase classname={quoteattr(t["kata"] or "")} name={quoteattr(t["name"])}>{body}</testcase>')
-    failures = sum(t["status"] in ("failed", "error") for t in report.tests)
-    return (f'<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="kata grade" tests="{len(report.tests)}" '
-            f'failures="{failures}">\n' + "\n".join(cases) + "\n</testsuite>\n")
-
-
-def to_text(report: Report) -> str:
-    lines = [f"{kata_id:<28} {t['score']:>6g} / {t['max_score']:<6g}" for kata_id, t in report.katas.items()]
-    lines.append(f"{'total':<28} {report.score:>6g} / {report.max_score:<6g}")
-    lines.append(f"sandbox: {', '.join(report.protections)}")
-    lines += [f"note: {n}" for n in report.notes]
-    return "\n".join(lines) + "\n"
-
-
-def render(report: Report, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(report.as_json(), indent=1) + "\n"
-    if fmt == "markdown":
-        return to_markdown(report)
-    if fmt == "junit":
-        return to_junit(report)
-    return to_text(report)
-
-
 # --- CLI ----------------------------------------------------------------------------------
 
 
@@ -282,24 +338,36 @@ def add_commands(sub) -> None:
     p.add_argument("--batch", default=None, help="a directory of submissions (one sub-directory each)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once with --batch")
     p.add_argument("--csv", default=None, help="with --batch: write the gradebook here")
+    p.add_argument("--timeout", type=float, default=3 * 3600, metavar="SECONDS",
+                   help="the whole grade's time limit, per submission (default 3 hours); katas not reached "
+                        "by then score 0, and the report says why")
+    p.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="grade without bubblewrap (your own code, on your own machine): the report says so")
     p.set_defaults(func=cmd_grade)
 
 
 def cmd_grade(args, console) -> int:
-    if args.batch:
-        return _batch(args, console)
-    if not args.submission:
-        raise SystemExit("kata grade: name a submission directory (or --batch DIR)")
-    report = grade(args.submission, args.tests, hidden=args.hidden, only=args.only,
-                   hidden_feedback=args.hidden_feedback)
+    try:
+        sandbox.isolation(args.unsafe_no_sandbox)  # a missing bwrap is one clear line, before any work
+        if args.batch:
+            if not Path(args.batch).is_dir():
+                raise FileNotFoundError(f"{args.batch} is not a directory")
+            return _batch(args, console)
+        if not args.submission:
+            raise LookupError("name a submission directory (or --batch DIR)")
+        report = grade(args.submission, args.tests, hidden=args.hidden, only=args.only,
+                       hidden_feedback=args.hidden_feedback, unsafe_no_sandbox=args.unsafe_no_sandbox,
+                       timeout=args.timeout)
+    except (sandbox.SandboxUnavailable, FileNotFoundError, LookupError) as exc:
+        print(f"kata grade: {exc}", file=sys.stderr)
+        return 2
     for out in args.out:
         Path(out).write_text(render(report, _format_for(out, args.format)))
     if not args.out:
-        console.print(render(report, args.format), end="", markup=False, highlight=False)
+        # Plain bytes: a console renderer would wrap lines inside JSON strings and XML.
+        sys.stdout.write(render(report, args.format))
+        sys.stdout.flush()
     return 0
-
-
-FORMATS = {"text": ".txt", "json": ".json", "markdown": ".md", "junit": ".xml"}
 
 
 def _format_for(path: str, default: str) -> str:
@@ -320,7 +388,9 @@ def _batch(args, console) -> int:
         def one(path: Path):
             try:
                 rows[path.name] = grade(path, args.tests, hidden=args.hidden, only=args.only,
-                                        hidden_feedback=args.hidden_feedback)
+                                        hidden_feedback=args.hidden_feedback,
+                                        unsafe_no_sandbox=args.unsafe_no_sandbox, timeout=args.timeout,
+                                        workers=max(1, (os.cpu_count() or 1) // max(1, args.jobs)))
             except Exception as exc:  # one broken submission never stops the batch
                 rows[path.name] = f"error: {exc}"
             progress.advance(task)
@@ -338,5 +408,6 @@ def _batch(args, console) -> int:
                 lines.append(",".join([name, *([""] * len(katas)), "0", "", r.replace(",", ";")]))
         Path(args.csv).write_text("\n".join(lines) + "\n")
     for name, r in sorted(rows.items()):
-        console.print(f"{name}: " + (f"{r.score:g} / {r.max_score:g}" if isinstance(r, Report) else r))
+        console.print(f"{name}: " + (f"{r.score:g} / {r.max_score:g}" if isinstance(r, Report) else plain(r, 300)),
+                      markup=False, highlight=False)
     return 0

@@ -17,6 +17,8 @@ import contextlib
 import fnmatch
 import functools
 import importlib
+import os
+import sys
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -105,7 +107,7 @@ def forbid(names: tuple[str, ...]):
     if not names:
         yield
         return
-    functions, classes, operators = _plan(tuple(names))
+    functions, classes, operators = _plan(tuple(dict.fromkeys(names)))
     saved = []
     with contextlib.ExitStack() as stack:
         for cls, name in classes:
@@ -113,7 +115,7 @@ def forbid(names: tuple[str, ...]):
                 if attr in vars(cls):
                     saved.append((cls, attr, vars(cls)[attr]))
                     setattr(cls, attr, _refusing(name))
-        stack.callback(lambda: [setattr(c, a, v) for c, a, v in saved])
+        stack.callback(lambda: [setattr(c, a, v) for c, a, v in reversed(saved)])
         if functions:
             stack.enter_context(_FunctionBan(functions))
         if operators:
@@ -126,4 +128,54 @@ def all_banned_names(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted({n.removeprefix("aten::").rstrip("*").split(".")[-1] for n in names}))
 
 
-__all__ = ["ForbiddenAPIError", "forbid", "all_banned_names", "torch"]
+
+
+# --- threads and processes ------------------------------------------------------------------
+#
+# The guard above is per thread (torch's modes are thread-local), so work handed to another
+# thread or process would escape it. In a kata with a forbidden list, student code may not
+# start threads or processes while it runs (its import included), and may not leave one
+# running when it returns. (The static scan refuses `threading`, `_thread`, `os.fork`, ... in
+# the source of such katas as well: this is the run-time half.)
+
+
+def _thread_ids() -> set[str]:
+    try:
+        return set(os.listdir("/proc/self/task"))
+    except OSError:  # no procfs (macOS): count Python threads instead
+        import threading
+
+        return {str(t.ident) for t in threading.enumerate()}
+
+
+_SPAWNERS = (("_thread", "start_new_thread"), ("_thread", "start_joinable_thread"), ("threading", "_start_new_thread"),
+             ("threading", "_start_joinable_thread"), ("os", "fork"), ("os", "forkpty"), ("os", "posix_spawn"),
+             ("os", "posix_spawnp"), ("os", "system"), ("os", "popen"), ("_posixsubprocess", "fork_exec"))
+
+
+@contextlib.contextmanager
+def no_new_threads(active: bool):
+    """Refuse thread and process creation inside the block, and fail if the block leaves a
+    new thread behind (a no-op when `active` is False)."""
+    if not active:
+        yield
+        return
+    before = _thread_ids()
+    saved = []
+    for module_name, attr in _SPAWNERS:
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, attr):
+            saved.append((module, attr, getattr(module, attr)))
+            setattr(module, attr, _refusing("threads and processes (work on another thread or process escapes "
+                                            "this kata's forbidden-API check)"))
+    try:
+        yield
+    finally:
+        for module, attr, value in saved:
+            setattr(module, attr, value)
+    if _thread_ids() - before:
+        raise ForbiddenAPIError("a thread left running after the call (work on another thread escapes this "
+                                "kata's forbidden-API check)")
+
+
+__all__ = ["ForbiddenAPIError", "forbid", "no_new_threads", "all_banned_names", "torch"]

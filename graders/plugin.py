@@ -62,6 +62,35 @@ def _no_local_constants() -> None:
 
 _no_local_constants()
 
+
+def _seed_from_names() -> None:
+    """Derive each test's derandomized seed from its name and parameters, not its source.
+
+    Hypothesis seeds a derandomized test from a digest of the test's source code. The grading
+    sandbox runs the tests' source with the expected values stripped out (graders.withhold),
+    so the source differs from the trusted replay's, and the two would draw other examples.
+    The name (with the parametrize case) is the same on both sides.
+    """
+    import hashlib
+
+    import hypothesis.core
+    from hypothesis.internal.reflection import get_signature
+
+    def digest(function) -> bytes:
+        hasher = hashlib.sha384(f"{getattr(function, '__module__', '')}".rsplit(".", 1)[-1].encode())
+        hasher.update(getattr(function, "__qualname__", getattr(function, "__name__", "")).encode())
+        try:
+            hasher.update(repr(get_signature(function)).encode())
+        except Exception:  # noqa: BLE001 - as hypothesis: the signature is optional
+            pass
+        hasher.update(getattr(function, "_hypothesis_internal_add_digest", b""))
+        return hasher.digest()
+
+    hypothesis.core.function_digest = digest
+
+
+_seed_from_names()
+
 _current_item: pytest.Item | None = None
 
 
@@ -93,6 +122,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="(grading sandbox) record every crossing into student code into DIR")
     group.addoption("--kata-replay", default=None, metavar="DIR",
                     help="(trusted grader) answer every crossing into student code from DIR; never import it")
+    group.addoption("--kata-control-fd", default=None, type=int, metavar="FD",
+                    help="(grading sandbox) report each test's start and end, and each student call, on FD")
+    group.addoption("--kata-skip-function", action="append", default=[], metavar="NAME",
+                    help="(grading sandbox) do not call this student function: it timed out before")
+    group.addoption("--kata-max-test-seconds", default=None, type=float, metavar="S",
+                    help="(grading sandbox) every test's timeout at most S seconds")
+    group.addoption("--kata-timeout-budget", default=None, type=int, metavar="N",
+                    help="(grading sandbox) after N timeouts, every test's timeout is --kata-short-timeout")
+    group.addoption("--kata-short-timeout", default=10.0, type=float, metavar="S")
+    group.addoption("--kata-timing-fd", default=None, type=int, metavar="FD",
+                    help="(grading sandbox) a timing run: read which side to time from FD")
+    group.addoption("--kata-timings", default=None, metavar="FILE",
+                    help="(trusted grader) throughput timings the grader measured itself")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -125,8 +167,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config._kata_previous = (recording.mode, recording._directory, impl._current, _config)
     if config.getoption("kata_record"):
         recording.configure("record", config.getoption("kata_record"))
+        recording.open_control(config.getoption("kata_control_fd"), config.getoption("kata_skip_function"))
+        recording.configure_timing(config.getoption("kata_timing_fd"), None)
     elif config.getoption("kata_replay"):
         recording.configure("replay", config.getoption("kata_replay"))
+        recording.configure_timing(None, config.getoption("kata_timings"))
     else:
         recording.configure("live", None)
 
@@ -162,21 +207,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("gpu"):
                 item.add_marker(skip)
+    cap = config.getoption("kata_max_test_seconds", None)
+    if cap:  # the kata has used its timeouts in the grading sandbox: every test gets a short one
+        for item in items:
+            marker = item.get_closest_marker("timeout")
+            seconds = (marker.args[0] if marker and marker.args else None) or config.getoption("timeout", None) or cap
+            item.add_marker(pytest.mark.timeout(min(float(seconds), cap)))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     global _current_item
-    if recording.mode == "record" and _timeouts.get(str(item.path), 0) >= 2:
-        # In the sandbox, a kata that already hung twice gets no more minutes: its
-        # remaining tests go unrecorded and fail in the grader.
-        pytest.skip("this kata timed out twice in the grading sandbox")
+    budget = item.config.getoption("kata_timeout_budget", None)
+    if recording.mode == "record" and budget is not None and recording.timeouts_so_far() >= budget:
+        # This kata has used its timeouts: the rest of its tests get a short one.
+        item.add_marker(pytest.mark.timeout(item.config.getoption("kata_short_timeout")))
     _current_item = item
     boundary.clear_call_log()
     recording.start_test(item.nodeid)
-
-
-_timeouts: dict[str, int] = {}
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
@@ -219,8 +267,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     results = _config._kata_results
     if report.failed and "Timeout (>" in str(report.longrepr)[-2000:]:
-        test_file = str(_config.rootpath / report.nodeid.split("::")[0])
-        _timeouts[test_file] = _timeouts.get(test_file, 0) + 1
+        recording.timed_out(report.nodeid)
     if report.when == "call" or (report.when == "setup" and not report.passed):
         results.append({
             "nodeid": report.nodeid,

@@ -47,6 +47,12 @@ BUILTIN_EXCEPTIONS = {name: obj for name, obj in vars(builtins).items()
 mode = "live"  # "live" | "record" | "replay"
 _directory: Path | None = None
 _session: "TestRecording | None" = None
+_control = None  # (record mode) the pipe to the grader: which test runs, which student function
+_skipped: set[str] = set()  # (record mode) student functions that timed out: not called again
+_calling: str | None = None  # (record mode) the student function running now
+_last_called: str | None = None  # (record mode) the last one this test called
+_timeouts = 0  # (record mode) tests this run stopped by pytest-timeout
+_reported_timeouts: set[str] = set()
 
 
 class RecordingError(Exception):
@@ -286,9 +292,12 @@ class TestRecording:
             raise RecordingError(f"more than {MAX_EVENTS} calls into student code in one test")
         self.events.append(event)
 
-    def record_writes(self) -> None:
+    def record_writes(self, allowed: bool = True) -> bool:
+        """After a call: record the test's objects it changed. A call that may not change
+        them (`allowed` False) records nothing; returns False when it did change one."""
         if self._paused:
-            return
+            return True
+        clean = True
         for handle, reference in list(self._tracked.items()):
             obj = reference()
             if obj is None:
@@ -296,9 +305,13 @@ class TestRecording:
             now = self.fingerprint(obj)
             if now != self._fingerprints[handle]:
                 self._fingerprints[handle] = now
+                if not allowed:
+                    clean = False
+                    continue
                 grad = obj.grad if isinstance(obj, torch.Tensor) else None
                 self.add({"k": "write", "h": handle, "r": encode(obj, self),
                           "g": None if grad is None else encode(grad, self)})
+        return clean
 
     def save(self, directory: Path) -> None:
         stem = directory / file_stem(self.nodeid)
@@ -308,14 +321,19 @@ class TestRecording:
     # replay side
     @classmethod
     def load(cls, directory: Path, nodeid: str) -> "TestRecording | None":
-        stem = directory / file_stem(nodeid)
-        meta, data = Path(str(stem) + ".json"), Path(str(stem) + ".safetensors")
-        if not meta.is_file() or not data.is_file():
+        from safetensors.torch import load as load_tensors
+
+        from .sandbox import read_regular
+
+        stem = file_stem(nodeid)
+        try:
+            content = json.loads(read_regular(directory / f"{stem}.json", 2**30))
+            tensors = load_tensors(read_regular(directory / f"{stem}.safetensors", 2**31))
+        except (OSError, ValueError):
             return None
-        content = json.loads(meta.read_text())
         if content.get("nodeid") != nodeid:
             return None
-        return cls(nodeid, content["events"], load_file(str(data)))
+        return cls(nodeid, content["events"], tensors)
 
     def tensor(self, key: str) -> torch.Tensor:
         return self.tensors[key].clone()
@@ -348,10 +366,10 @@ class TestRecording:
         while self.cursor < len(self.events) and self.events[self.cursor]["k"] in ("write", "callback"):
             self.cursor += 1
 
-    def apply_side_effects(self) -> None:
-        """After a call: replay callbacks and writes recorded around it, in order."""
-        from .boundary import unwrap  # noqa: F401  (kept for symmetry with the record side)
-
+    def apply_side_effects(self, allowed: bool = True) -> bool:
+        """After a call: replay callbacks and writes recorded around it, in order. Writes are
+        applied only for a call the kata declares mutating (`allowed`, decided here, in the
+        grader); returns False when a call that may not change the test's objects did."""
         start = self.cursor - 1
         # callbacks were recorded before the call's own event; writes after it
         i = start - 1
@@ -367,13 +385,18 @@ class TestRecording:
                     fn(*args)
                 except Exception:  # the test's own callable; its failure is the test's business
                     pass
+        clean = True
         while self.cursor < len(self.events) and self.events[self.cursor]["k"] == "write":
             event = self.events[self.cursor]
             self.cursor += 1
+            if not allowed:
+                clean = False
+                continue
             target = self.tracked(event["h"])
             if target is not None:
                 _apply_write(target, decode(event["r"], self),
                              None if event.get("g") is None else decode(event["g"], self))
+        return clean
 
 
 def _matches(event: dict, want: dict) -> bool:
@@ -515,12 +538,115 @@ def current() -> TestRecording | None:
     return _session
 
 
+_timing_fd: int | None = None  # (timing runs) where the grader says which side to run
+_timings: dict[str, tuple[float, float]] = {}  # (replay) the grader's own measurements
+
+
+def configure_timing(fd: int | None, timings_file: str | None) -> None:
+    """(record) the pipe a timing run reads its side from; (replay) the grader's timings."""
+    global _timing_fd
+    _timing_fd = fd
+    _timings.clear()
+    if timings_file:
+        _timings.update({k: tuple(v) for k, v in json.loads(Path(timings_file).read_text()).items()})
+
+
+def timing_side() -> str | None:
+    """(record mode) In a timing run: which side to run ("none", "candidate", "baseline"),
+    read from the grader's pipe only now, when the measurement starts."""
+    if _timing_fd is None:
+        return None
+    import os
+
+    side = os.read(_timing_fd, 64).decode("ascii", "replace").strip()
+    return side if side in ("none", "candidate", "baseline") else "invalid"
+
+
+def measured(nodeid: str, calls: int) -> None:
+    """(timing runs) The side has run: tell the grader, wait until it has read the CPU time
+    (it closes the pipe), and end the process."""
+    import os
+
+    control("measured", id=nodeid, calls=calls)
+    try:
+        os.read(_timing_fd, 1)
+    finally:
+        os._exit(0)
+
+
+def trusted_timing(nodeid: str) -> tuple[float, float] | None:
+    return _timings.get(nodeid)
+
+
+def open_control(fd: int | None, skip: list[str]) -> None:
+    """(record mode) The grader's pipe, and the functions it says not to call again."""
+    global _control
+    _skipped.clear()
+    _skipped.update(skip)
+    if fd is not None:
+        import os
+
+        _control = os.fdopen(fd, "w", buffering=1, encoding="utf-8", closefd=False)
+
+
+def control(event: str, **fields) -> None:
+    """Tell the grader (one JSON line) what the sandbox is doing; it keeps the clock."""
+    if _control is None:
+        return
+    try:
+        _control.write(json.dumps({"e": event, **fields}) + "\n")
+    except (OSError, ValueError):
+        pass
+
+
+def calling(function: str | None) -> str | None:
+    """(record mode) A student function is about to run (None: it returned). Returns why it
+    must not run, when it timed out in an earlier test."""
+    global _calling, _last_called
+    _calling = function
+    if function is not None:
+        _last_called = function
+    if function is None or mode != "record":
+        return None
+    if function in _skipped:
+        return (f"TIMEOUT: your `{function}` did not finish in an earlier test, so the tests that call it again "
+                "are not run (each would wait for its whole timeout)")
+    control("call", f=function)
+    return None
+
+
+def interrupted_by_timeout(function: str) -> None:
+    """(record mode) pytest-timeout stopped `function` mid-call: never call it again (not
+    even in this test: hypothesis re-runs a failing example, without a timer)."""
+    if mode == "record" and _session is not None:
+        _skipped.add(function)
+        timed_out(_session.nodeid, function)
+
+
+def timed_out(nodeid: str, function: str | None = None) -> None:
+    """(record mode) pytest-timeout stopped this test: tell the grader (once per test), and
+    do not call the function that was running again."""
+    global _timeouts
+    if mode != "record" or nodeid in _reported_timeouts:
+        return
+    _reported_timeouts.add(nodeid)
+    _timeouts += 1
+    function = function or _calling or _last_called
+    if function:
+        _skipped.add(function)
+    control("timeout", id=nodeid, f=function)
+
+
+def timeouts_so_far() -> int:
+    return _timeouts
+
+
 def start_test(nodeid: str) -> None:
-    global _session
+    global _session, _last_called
+    _last_called = None
     if mode == "record":
         _session = TestRecording(nodeid)
-        # If the sandbox dies in this test, the grader knows which one it was.
-        (_directory / "started.txt").write_text(nodeid)
+        control("started", id=nodeid)  # if the sandbox dies or hangs here, the grader knows where
     elif mode == "replay":
         _session = TestRecording.load(_directory, nodeid) or TestRecording(nodeid, events=None)
         _session.missing = not (_directory / (file_stem(nodeid) + ".json")).is_file()
@@ -551,5 +677,5 @@ def finish_test() -> None:
         _reap_strays()
     if mode == "record" and _session is not None and _directory is not None:
         _session.save(_directory)
-        (_directory / "started.txt").unlink(missing_ok=True)
+        control("finished", id=_session.nodeid)
     _session = None

@@ -20,7 +20,7 @@ import tiktoken
 import tiktoken_ext.openai_public
 from hypothesis import given, strategies as st
 
-from graders import check, fixtures, student, throughput
+from graders import check, fixtures, oracle, student, throughput
 
 bpe = student("week1.bpe")
 
@@ -164,10 +164,10 @@ def test_pair_counts_match_counter(ids):
 @pytest.mark.points(1)
 def test_pair_counts_update_in_place():
     counts = {(7, 7): 5, (1, 2): 1}
-    expected = Counter(counts) + Counter(pairs_oracle([7, 7, 7, 1, 2]))
+    expected = oracle(lambda: dict(Counter(counts) + Counter(pairs_oracle([7, 7, 7, 1, 2]))))
     out = bpe.get_pair_counts([7, 7, 7, 1, 2], counts)
-    check.equal(counts, dict(expected), hint="pair_counts_in_place", what="the dict passed in as counts")
-    check.equal(out, dict(expected), hint="pair_counts_in_place", what="the returned counts")
+    check.equal(counts, expected, hint="pair_counts_in_place", what="the dict passed in as counts")
+    check.equal(out, expected, hint="pair_counts_in_place", what="the returned counts")
 
 
 @pytest.mark.points(1)
@@ -208,10 +208,9 @@ def test_train_ties_without_pattern(name):
 @pytest.mark.points(2)
 @pytest.mark.parametrize("name", ["gpt4_512_eot", "gpt4_800", "gpt2_700_eot", "gpt4_600_specials"])
 def test_train_matches_reference(name):
-    expected_vocab, expected_merges = expected_training(name)
     vocab, merges = bpe.train_bpe(*train_args(name))
-    check.equal(merges, expected_merges, what="merges")
-    check.equal(vocab, expected_vocab, hint="vocab_layout", what="vocab")
+    check.equal(merges, expected_training(name)[1], what="merges")
+    check.equal(vocab, expected_training(name)[0], hint="vocab_layout", what="vocab")
 
 
 @pytest.mark.points(1)
@@ -229,10 +228,16 @@ def test_train_default_pattern_is_gpt4():
 def test_train_stops_when_pairs_run_out():
     """30 KB of stories has fewer distinct pairs than 2000 ids: training stops early and the
     special token's id follows the last merge."""
-    expected_vocab, expected_merges = expected_training("gpt2_2000_eot")
     vocab, merges = bpe.train_bpe(*train_args("gpt2_2000_eot"))
-    check.equal(merges, expected_merges, what="merges")
-    check.equal(vocab, expected_vocab, hint="vocab_layout", what="vocab")
+    check.equal(merges, expected_training("gpt2_2000_eot")[1], what="merges")
+    check.equal(vocab, expected_training("gpt2_2000_eot")[0], hint="vocab_layout", what="vocab")
+
+
+def merges_across_chunks(merges, text, pattern):
+    """Merged tokens that are a substring of no chunk of `text` (called only through oracle(...))."""
+    chunks = {c for piece in text.split(EOT) for c in regex.findall(pattern, piece)}
+    blob = "\x00".join(chunks).encode("utf-8")  # NUL never occurs in the corpus
+    return [a + b for a, b in merges if a + b not in blob]
 
 
 @pytest.mark.points(2)
@@ -240,10 +245,8 @@ def test_train_stops_when_pairs_run_out():
 def test_merges_stay_inside_chunks(pattern):
     """Every merged token must be a substring of some chunk of the training text."""
     text = corpus()[:60000]
-    chunks = {c for piece in text.split(EOT) for c in regex.findall(PATTERNS[pattern], piece)}
-    blob = "\x00".join(chunks).encode("utf-8")  # NUL never occurs in the corpus
     vocab, merges = bpe.train_bpe(text, 400, PATTERNS[pattern], [EOT])
-    crossing = [a + b for a, b in merges if a + b not in blob]
+    crossing = oracle(merges_across_chunks, merges, text, PATTERNS[pattern])
     check.that(not crossing, f"merged tokens that span two chunks of the {pattern} split: {crossing[:5]}",
                hint="cross_chunk_merge")
 
@@ -281,8 +284,8 @@ def test_encode_applies_merges_by_rank():
     """Single chunks (no splitting involved): merges must be replayed in the order learned."""
     words = sorted(set(regex.findall(GPT4, corpus()[:50000] + " ".join(TEXTS.values()))))
     tok = make_tokenizer()
-    expected = [tiktoken_encoding().encode_ordinary(w) for w in words]
-    check.equal([tok.encode(w) for w in words], expected, hint="merge_order", what="ids of each chunk")
+    check.equal([tok.encode(w) for w in words], [tiktoken_encoding().encode_ordinary(w) for w in words],
+                hint="merge_order", what="ids of each chunk")
 
 
 @pytest.mark.points(2)
@@ -314,8 +317,8 @@ def test_encode_corpus_documents():
 @pytest.mark.points(2)
 def test_special_token_is_one_id():
     text = "Once upon a time<|endoftext|>The end.<|endoftext|><|endoftext|> a<|endoftext|>b"
-    expected = tiktoken_encoding().encode(text, allowed_special="all")
-    check.equal(make_tokenizer().encode(text), expected, hint="special_split")
+    check.equal(make_tokenizer().encode(text), tiktoken_encoding().encode(text, allowed_special="all"),
+                hint="special_split")
 
 
 @pytest.mark.points(1)
@@ -363,13 +366,13 @@ def test_decode_replaces_a_split_character():
 
 @pytest.mark.points(2)
 def test_decode_any_ids_like_bytes_decode():
-    vocab = tokenizer_inputs()[0]
-    tok = make_tokenizer()
+    vocab, merges, pattern, specials = tokenizer_inputs()
+    tok = bpe.Tokenizer(vocab, merges, pattern, specials)
     rng = random.Random(2)
     for _ in range(60):
         ids = [rng.randrange(512) for _ in range(rng.randint(0, 12))]
-        expected = b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
-        check.equal(tok.decode(ids), expected, hint="split_multibyte_decode", what=f"decode({ids})")
+        check.equal(tok.decode(ids), b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace"),
+                    hint="split_multibyte_decode", what=f"decode({ids})")
 
 
 # --- fertility ---------------------------------------------------------------------------
@@ -385,8 +388,8 @@ class CharTokenizer:
 @pytest.mark.points(1)
 def test_fertility_is_a_ratio_of_totals():
     texts = ["a bb", "cccc dd ee f", "  ", "xyz"]
-    expected = sum(len(t) for t in texts) / sum(len(t.split()) for t in texts)
-    check.close(bpe.fertility(CharTokenizer(), texts), expected, hint="fertility_ratio")
+    check.close(bpe.fertility(CharTokenizer(), texts),
+                sum(len(t) for t in texts) / sum(len(t.split()) for t in texts), hint="fertility_ratio")
 
 
 @pytest.mark.points(1)
@@ -400,8 +403,8 @@ def test_fertility_needs_words():
 def test_fertility_by_language():
     sample = json.loads((CORPUS_DIR / "multilingual.json").read_text(encoding="utf-8"))
     tok = make_tokenizer()
-    for lang, texts in sorted(sample.items()):
-        check.close(bpe.fertility(tok, texts), data()["fertility"][lang], what=f"fertility of {lang}")
+    for lang in sorted(sample):
+        check.close(bpe.fertility(tok, sample[lang]), data()["fertility"][lang], what=f"fertility of {lang}")
 
 
 # --- throughput --------------------------------------------------------------------------
@@ -463,7 +466,7 @@ def test_encoding_throughput():
     which is compiled Rust. A cached Python encoder takes 2-4x; one without a cache 15-40x."""
     text = (corpus() * 3)[:1_000_000]
     vocab, merges, pattern, specials = tokenizer_inputs()
-    oracle = tiktoken_encoding()
+    baseline = tiktoken_encoding()
     throughput.assert_within(lambda: bpe.Tokenizer(vocab, merges, pattern, specials).encode(text),
-                             lambda: oracle.encode(text, allowed_special="all"),
+                             lambda: baseline.encode(text, allowed_special="all"),
                              factor=12.0, warmup=0, rounds=2, what="your Tokenizer.encode", hint="slow_encoding")

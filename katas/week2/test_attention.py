@@ -1,4 +1,7 @@
-"""Public tests for week2/attention: oracles are torch's own attention and softmax."""
+"""Public tests for week2/attention: oracles are torch's own attention and softmax.
+
+Expected values are computed inline in the check or through `oracle(...)`: never in the
+process that runs your code when grading (see graders/oracle.py)."""
 
 import math
 
@@ -8,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
-from graders import check, fixtures, student
+from graders import check, fixtures, oracle, student
 
 attention = student("week2.attention")
 
@@ -133,7 +136,7 @@ def test_sdpa_boolean_mask(shapes, data):
     mask[..., 0] = True  # every query keeps at least one key
     if data.draw(st.booleans(), label="broadcast mask"):
         mask = mask[..., :1, :, :] if len(batch) else mask  # a mask broadcast over a batch dim
-    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    expected = oracle(F.scaled_dot_product_attention, q, k, v, attn_mask=mask)
     check.close(attention.scaled_dot_product_attention(q, k, v, mask=mask), expected, hint="mask_polarity")
 
 
@@ -150,7 +153,7 @@ def test_sdpa_causal_square(n):
 def test_sdpa_causal_with_cache_offset(q_len, k_len):
     # torch's is_causal aligns top-left when Lq != Lk, so the oracle gets the mask explicitly.
     q, k, v = qkv((2,), q_len, k_len, 8, 4, seed=8)
-    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=bottom_right(q_len, k_len))
+    expected = oracle(F.scaled_dot_product_attention, q, k, v, attn_mask=bottom_right(q_len, k_len))
     check.close(attention.scaled_dot_product_attention(q, k, v, is_causal=True), expected, hint="cache_offset")
 
 
@@ -158,19 +161,21 @@ def test_sdpa_causal_with_cache_offset(q_len, k_len):
 def test_sdpa_mask_and_causal_combine():
     q, k, v = qkv((2,), 5, 5, 8, 4, seed=9)
     padding = torch.tensor([True, True, True, False, True]).expand(5, 5)
-    allowed = bottom_right(5, 5) & padding
-    allowed[3, 0] = True  # row 3 only had position 3, which the padding removes
     mask = padding.clone()
-    mask[3, 0] = True
-    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+    mask[3, 0] = True  # row 3 only had position 3, which the padding removes
+    expected = oracle(F.scaled_dot_product_attention, q, k, v, attn_mask=bottom_right(5, 5) & mask)
     check.close(attention.scaled_dot_product_attention(q, k, v, mask=mask, is_causal=True), expected,
                 hint="mask_polarity")
+
+
+def torch_sdpa_in_float64(q, k, v):
+    return F.scaled_dot_product_attention(q.double(), k.double(), v.double()).float()
 
 
 @pytest.mark.points(1)
 def test_sdpa_is_stable_for_large_logits():
     q, k, v = qkv((2,), 4, 6, 8, 4, seed=10, scale=60.0)  # logits of order 1e3-1e4
-    expected = F.scaled_dot_product_attention(q.double(), k.double(), v.double()).float()
+    expected = oracle(torch_sdpa_in_float64, q, k, v)
     out = attention.scaled_dot_product_attention(q, k, v)
     check.that(bool(torch.isfinite(out).all()), "attention with large logits returned inf or nan",
                hint="overflow", about=out)
@@ -183,16 +188,21 @@ def test_sdpa_keeps_dtype():
     check.close(attention.scaled_dot_product_attention(q, k, v), F.scaled_dot_product_attention(q, k, v))
 
 
+def torch_sdpa_gradients(q, k, v, mask):
+    """d(loss)/d(q, k, v) for with_grad's loss: (output * fixed standard-normal weight).sum()."""
+    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return torch.autograd.grad((out * weight).sum(), (q, k, v))
+
+
 @pytest.mark.points(1)
 def test_sdpa_gradients_match_torch():
     q, k, v = (t.requires_grad_() for t in qkv((2,), 3, 5, 4, 3, seed=12, dtype=torch.float64))
+    expected = oracle(torch_sdpa_gradients, q, k, v, bottom_right(3, 5))
     got = attention.scaled_dot_product_attention.with_grad(q, k, v, is_causal=True)
-    q2, k2, v2 = (t.detach().clone().requires_grad_() for t in (q, k, v))
-    out = F.scaled_dot_product_attention(q2, k2, v2, attn_mask=bottom_right(3, 5))
-    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    expected = torch.autograd.grad((out * weight).sum(), (q2, k2, v2))
-    for name, want in zip("qkv", expected):
-        check.close(got.inputs[name], want, what=f"gradient of {name}")
+    for i, name in enumerate("qkv"):
+        check.close(got.inputs[name], expected[i], what=f"gradient of {name}")
 
 
 # --- attention_numpy ---------------------------------------------------------------------
@@ -219,29 +229,36 @@ def test_attention_numpy_keeps_float32():
 def test_attention_numpy_matches_torch():
     q, k, v = qkv((2, 2), 4, 6, 8, 3, seed=14, dtype=torch.float64)
     mask = bottom_right(4, 6).numpy()
-    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=torch.from_numpy(mask)).numpy()
+    expected = oracle(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=torch.from_numpy(mask)).numpy())
     check.close(attention.attention_numpy(q.numpy(), k.numpy(), v.numpy(), mask), expected, hint="cache_offset")
 
 
 # --- MultiHeadSelfAttention --------------------------------------------------------------
 
 
-def oracle_mha(d_model, n_heads, bias, seed):
+def seeded_torch_mha(d_model, n_heads, bias, seed):
+    """torch's own multi-head attention with seeded weights: the test's weights, for both sides."""
     torch.manual_seed(seed)
     return torch.nn.MultiheadAttention(d_model, n_heads, bias=bias, batch_first=True).eval()
 
 
-def student_mha(oracle, d_model, n_heads, causal, bias):
+def student_mha(weights, d_model, n_heads, causal, bias):
     mha = attention.MultiHeadSelfAttention(d_model, n_heads, causal=causal, bias=bias)
     check.equal(list(mha.w_qkv.weight.shape), [3 * d_model, d_model], what="w_qkv.weight shape")
     check.equal(list(mha.w_o.weight.shape), [d_model, d_model], what="w_o.weight shape")
     with torch.no_grad():
-        mha.w_qkv.weight.copy_(oracle.in_proj_weight)
-        mha.w_o.weight.copy_(oracle.out_proj.weight)
+        mha.w_qkv.weight.copy_(weights.in_proj_weight)
+        mha.w_o.weight.copy_(weights.out_proj.weight)
         if bias:
-            mha.w_qkv.bias.copy_(oracle.in_proj_bias)
-            mha.w_o.bias.copy_(oracle.out_proj.bias)
+            mha.w_qkv.bias.copy_(weights.in_proj_bias)
+            mha.w_o.bias.copy_(weights.out_proj.bias)
     return mha
+
+
+def run_torch_mha(module, x, allowed):
+    """nn.MultiheadAttention's boolean attn_mask means True = *blocked*: the opposite convention."""
+    with torch.no_grad():
+        return module(x, x, x, attn_mask=None if allowed is None else ~allowed, need_weights=False)[0]
 
 
 @pytest.mark.points(3)
@@ -249,13 +266,11 @@ def student_mha(oracle, d_model, n_heads, causal, bias):
 @pytest.mark.parametrize("bias", [True, False])
 def test_mha_matches_torch_multihead_attention(causal, bias):
     d_model, n_heads, T = 16, 4, 6
-    oracle = oracle_mha(d_model, n_heads, bias, seed=15)
-    mha = student_mha(oracle, d_model, n_heads, causal, bias)
+    weights = seeded_torch_mha(d_model, n_heads, bias, seed=15)
+    mha = student_mha(weights, d_model, n_heads, causal, bias)
     x = randn(2, T, d_model, seed=16)
-    # nn.MultiheadAttention's boolean attn_mask means True = *blocked*: the opposite convention.
-    blocked = ~torch.ones(T, T, dtype=torch.bool).tril() if causal else None
+    expected = oracle(run_torch_mha, weights, x, torch.ones(T, T, dtype=torch.bool).tril() if causal else None)
     with torch.no_grad():
-        expected, _ = oracle(x, x, x, attn_mask=blocked, need_weights=False)
         out = mha(x)
     check.close(out, expected, hint="head_order")
 
@@ -263,15 +278,15 @@ def test_mha_matches_torch_multihead_attention(causal, bias):
 @pytest.mark.points(2)
 def test_mha_padding_mask_combines_with_causal():
     d_model, n_heads, T = 12, 3, 5
-    oracle = oracle_mha(d_model, n_heads, True, seed=17)
-    mha = student_mha(oracle, d_model, n_heads, True, True)
+    weights = seeded_torch_mha(d_model, n_heads, True, seed=17)
+    mha = student_mha(weights, d_model, n_heads, True, True)
     x = randn(2, T, d_model, seed=18)
     keep = torch.tensor([[True] * T, [True, True, True, False, False]])  # sequence 1 is padded
     mask = keep[:, None, None, :]  # (B, 1, 1, T), broadcast over heads and queries
-    allowed = torch.ones(T, T, dtype=torch.bool).tril() & mask  # (B, 1, T, T)
-    blocked = (~allowed).expand(2, n_heads, T, T).reshape(2 * n_heads, T, T)
+    # torch wants one (T, T) mask per sequence and head: (B, 1, T, T) -> (B * heads, T, T)
+    expected = oracle(run_torch_mha, weights, x,
+                      (torch.ones(T, T, dtype=torch.bool).tril() & mask).expand(2, n_heads, T, T).reshape(-1, T, T))
     with torch.no_grad():
-        expected, _ = oracle(x, x, x, attn_mask=blocked, need_weights=False)
         out = mha(x, mask=mask)
     check.close(out, expected, hint="mask_polarity")
 

@@ -34,10 +34,14 @@ def test_causal_mask_on_fresh_sizes(q_len, k_len):
 
 @pytest.mark.points(2)
 def test_mha_on_fresh_weights():
-    torch.manual_seed(404)
+    # The test makes the weights and loads the same ones into both: never the student's weights
+    # into the reference (all-zero weights would make both agree).
+    weights = {"w_qkv.weight": randn(60, 20, seed=404) * 0.3, "w_qkv.bias": randn(60, seed=405) * 0.1,
+               "w_o.weight": randn(20, 20, seed=406) * 0.3, "w_o.bias": randn(20, seed=407) * 0.1}
     mha = attention.MultiHeadSelfAttention(20, 5)
+    mha.load_state_dict(weights)
     expected_module = model.MultiHeadSelfAttention(20, 5)
-    expected_module.load_state_dict(mha.state_dict())  # the reference takes the student's weights, never the reverse
+    expected_module.load_state_dict(weights)
     x = randn(2, 7, 20, seed=505)
     with torch.no_grad():
         check.close(mha(x), expected_module(x), hint="head_order")

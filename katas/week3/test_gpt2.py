@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from graders import check, fixtures, student
+from graders import check, fixtures, oracle, student
 
 gpt2 = student("week3.gpt2")
 kv_cache = student("week3.kv_cache")
@@ -95,6 +95,29 @@ def _diagnose(actual, variants: dict[str, torch.Tensor], default: str | None = N
     return default
 
 
+# Called only through oracle(...): expected values (and the mistakes' outputs, which name the
+# hint) are computed where the checks judge, never beside the student's code.
+
+
+def transformers_logits(idx: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    return _logits(_hf(), idx, position_ids)
+
+
+def mistake_in_logits(out, idx: torch.Tensor) -> str | None:
+    """When `out` is not transformers' logits: the mistake whose variant it reproduces."""
+    expected = _logits(_hf(), idx)
+    if isinstance(out, torch.Tensor) and out.shape == expected.shape \
+            and not torch.allclose(out.double(), expected.double(), rtol=1e-4, atol=1e-4):
+        return _diagnose(out, _mistake_variants(idx))
+    return None
+
+
+def transformers_greedy(idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    with torch.no_grad():
+        return _hf().generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=max_new_tokens,
+                              do_sample=False, eos_token_id=None, pad_token_id=0)
+
+
 # --- the student's model ----------------------------------------------------------------------
 
 
@@ -138,14 +161,34 @@ def test_forward_shape_and_dtype():
 def test_logits_match_transformers(batch, length):
     """Same weights, same tokens, same logits: lengths 1, 9 and the full 128 positions."""
     idx = _tokens(batch, length, seed=length)
+    expected = oracle(transformers_logits, idx)
     model = _loaded(_state_dict())
     with torch.no_grad():
         out = model(idx)
-    expected = _logits(_hf(), idx)
-    hint = None
-    if isinstance(out, torch.Tensor) and out.shape == expected.shape and not torch.allclose(out.double(), expected.double(), rtol=1e-4, atol=1e-4):
-        hint = _diagnose(out, _mistake_variants(idx))
-    check.close(out, expected, hint=hint, what="logits", **LOGITS)
+    check.close(out, expected, hint=oracle(mistake_in_logits, out, idx), what="logits", **LOGITS)
+
+
+def zeroed_branch_logits(state, idx, position_ids=None):
+    """transformers with `state` loaded (called only through oracle(...))."""
+    model = GPT2LMHeadModel(_hf().config).eval()
+    model.load_state_dict(state)
+    return _logits(model, idx, position_ids)
+
+
+def zeroed_branch_mistake(state, idx, out):
+    """The mistake whose closed-form zeroed-branch logits `out` reproduces (only through oracle(...))."""
+    eps = _hf().config.layer_norm_epsilon
+    ln = lambda x, name: F.layer_norm(x, x.shape[-1:], state[f"transformer.{name}.weight"], state[f"transformer.{name}.bias"], eps)
+    emb = state["transformer.wte.weight"][idx] + state["transformer.wpe.weight"][: idx.shape[1]]
+    post_ln = emb
+    for i in range(_hf().config.n_layer):  # x = ln_1(x + 0); x = ln_2(x + 0)
+        post_ln = ln(ln(post_ln, f"h.{i}.ln_1"), f"h.{i}.ln_2")
+    variants = {
+        "post_ln": ln(post_ln, "ln_f") @ state["transformer.wte.weight"].T,
+        "missing_final_ln": emb @ state["transformer.wte.weight"].T,
+        "position_off_by_one": zeroed_branch_logits(state, idx, torch.arange(1, idx.shape[1] + 1).expand_as(idx)),
+    }
+    return _diagnose(out, variants)
 
 
 @pytest.mark.points(2)
@@ -158,28 +201,14 @@ def test_residual_stream_is_pre_ln_with_final_ln():
     for key in state:
         if key.endswith(("attn.c_proj.weight", "attn.c_proj.bias", "mlp.c_proj.weight", "mlp.c_proj.bias")):
             state[key].zero_()
-    oracle = GPT2LMHeadModel(_hf().config).eval()
-    oracle.load_state_dict(state)
     idx = _tokens(2, 12, seed=3)
-    expected = _logits(oracle, idx)
+    expected = oracle(zeroed_branch_logits, state, idx)
 
     model = _loaded(state)
     with torch.no_grad():
         out = model(idx)
-
-    # The same reduced model with a mistake built in, written out in closed form.
-    eps = _hf().config.layer_norm_epsilon
-    ln = lambda x, name: F.layer_norm(x, x.shape[-1:], state[f"transformer.{name}.weight"], state[f"transformer.{name}.bias"], eps)
-    emb = state["transformer.wte.weight"][idx] + state["transformer.wpe.weight"][: idx.shape[1]]
-    post_ln = emb
-    for i in range(_hf().config.n_layer):  # x = ln_1(x + 0); x = ln_2(x + 0)
-        post_ln = ln(ln(post_ln, f"h.{i}.ln_1"), f"h.{i}.ln_2")
-    variants = {
-        "post_ln": ln(post_ln, "ln_f") @ state["transformer.wte.weight"].T,
-        "missing_final_ln": emb @ state["transformer.wte.weight"].T,
-        "position_off_by_one": _logits(oracle, idx, torch.arange(1, 13).expand_as(idx)),
-    }
-    check.close(out, expected, hint=_diagnose(out, variants), what="logits of the zeroed-branch model", **LOGITS)
+    check.close(out, expected, hint=oracle(zeroed_branch_mistake, state, idx, out),
+                what="logits of the zeroed-branch model", **LOGITS)
 
 
 @pytest.mark.points(2)
@@ -210,11 +239,9 @@ def test_forward_beyond_n_positions_raises():
 def test_greedy_generate_matches_transformers():
     """temperature=0 is greedy: the same 40 tokens as transformers' greedy `generate`."""
     idx = _tokens(2, 6, seed=6)
+    expected = oracle(transformers_greedy, idx, 40)
     model = _loaded(_state_dict())
     out = model.generate(idx, 40, temperature=0)
-    with torch.no_grad():
-        expected = _hf().generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=40, do_sample=False,
-                                  eos_token_id=None, pad_token_id=0)
     check.equal(out, expected, hint="sampling", what="generated ids")
 
 
@@ -222,11 +249,9 @@ def test_greedy_generate_matches_transformers():
 def test_top_k_1_sampling_is_greedy():
     """Sampling from the single best token is greedy decoding, whatever the temperature."""
     idx = _tokens(2, 5, seed=7)
+    expected = oracle(transformers_greedy, idx, 20)
     model = _loaded(_state_dict())
     out = model.generate(idx, 20, temperature=0.7, top_k=1, generator=torch.Generator().manual_seed(7))
-    with torch.no_grad():
-        expected = _hf().generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=20, do_sample=False,
-                                  eos_token_id=None, pad_token_id=0)
     check.equal(out, expected, hint="sampling", what="generated ids (top_k=1)")
 
 
@@ -244,6 +269,14 @@ def _chi_square_p_value(counts: torch.Tensor, probs: torch.Tensor) -> float:
     stat = ((obs - exp) ** 2 / exp).sum()
     dof = len(exp) - 1
     return torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), stat / 2).item()
+
+
+def filtered_probs(prompt, temperature, top_k):
+    """softmax(top_k(logits / temperature)) of transformers' next-token logits (only through oracle(...))."""
+    logits = _logits(_hf(), prompt)[0, -1].double() / temperature
+    if top_k is not None:
+        logits = logits.masked_fill(logits < logits.topk(top_k).values[-1], float("-inf"))
+    return logits.softmax(-1)
 
 
 @pytest.mark.points(2)
@@ -265,16 +298,12 @@ def test_sampling_follows_the_filtered_distribution(temperature, top_k):
                and bool(((out >= 0) & (out < _hf().config.vocab_size)).all()),
                f"generate should return a LongTensor [{n}, 5] (prompt + 1 token) of ids in [0, vocab_size)", about=out)
 
-    logits = _logits(_hf(), prompt)[0, -1].double() / temperature
-    if top_k is not None:
-        logits = logits.masked_fill(logits < logits.topk(top_k).values[-1], float("-inf"))
-    probs = logits.softmax(-1)
+    probs = oracle(filtered_probs, prompt, temperature, top_k)
     drawn = out[:, -1]
     if top_k is not None:
-        outside = int((probs[drawn] == 0).sum())
+        outside = oracle(lambda: int((probs[drawn] == 0).sum()))
         check.that(outside == 0, f"{outside} of {n} sampled tokens are outside the top {top_k}", hint="sampling", about=out)
-    counts = torch.bincount(drawn, minlength=probs.numel())
-    p = _chi_square_p_value(counts, probs)
+    p = oracle(lambda: _chi_square_p_value(torch.bincount(drawn, minlength=probs.numel()), probs))
     check.that(p > 1e-6, f"the sampled tokens do not follow softmax(top_k(logits / temperature)): "
                          f"chi-square p-value {p:.2g} over {n} draws", hint="sampling", about=out)
 
@@ -294,8 +323,8 @@ def test_forward_with_cache_matches_full_forward():
         parts = [model(idx[:, :5], cache=cache), model(idx[:, 5:6], cache=cache), model(idx[:, 6:], cache=cache)]
         full = model(idx)
     out = torch.cat(parts, dim=1) if all(isinstance(p, torch.Tensor) for p in parts) else parts[-1]
-    restarted = torch.tensor([0, 1, 2, 3, 4, 0, 0, 1, 2]).expand_as(idx)  # positions not offset
-    hint = _diagnose(out, {"positions_not_offset": _logits(_hf(), idx, restarted)}, default="cache_causal_mask")
+    hint = oracle(lambda: _diagnose(out, {"positions_not_offset": transformers_logits(  # positions not offset
+        idx, torch.tensor([0, 1, 2, 3, 4, 0, 0, 1, 2]).expand_as(idx))}, default="cache_causal_mask"))
     check.close(out, full, hint=hint, what="cached logits (5 + 1 + 3 tokens) vs your uncached forward", **LOGITS)
     check.close(out, _logits(_hf(), idx), what="cached logits vs transformers", **LOGITS)
 

@@ -11,7 +11,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import graders
-from graders import check, student
+from graders import check, oracle, student
 
 pytestmark = pytest.mark.hidden
 
@@ -87,6 +87,30 @@ def _diagnose(actual, variants, default=None):
     return default
 
 
+# Called only through oracle(...): never beside the student's code.
+
+
+def reference_logits(hf: GPT2LMHeadModel, idx: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return _load(ref_gpt2, hf)(idx)
+
+
+def reference_greedy(hf: GPT2LMHeadModel, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    return _load(ref_gpt2, hf).generate(idx, max_new_tokens, temperature=0)
+
+
+def mistake_in_logits(out, hf: GPT2LMHeadModel, idx: torch.Tensor) -> str | None:
+    return _diagnose(out, _variants(hf, idx))
+
+
+def filtered_probs(hf: GPT2LMHeadModel, prompt: torch.Tensor, temperature: float, top_k: int) -> torch.Tensor:
+    """softmax(top_k(transformers' next-token logits / temperature))."""
+    with torch.no_grad():
+        logits = hf(prompt).logits[0, -1].double() / temperature
+    logits = logits.masked_fill(logits < logits.topk(top_k).values[-1], float("-inf"))
+    return logits.softmax(-1)
+
+
 @pytest.mark.points(3)
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_logits_match_reference_on_fresh_configs(name):
@@ -94,10 +118,11 @@ def test_logits_match_reference_on_fresh_configs(name):
     P = hf.config.n_positions
     for batch, length, seed in ((2, 1, 1), (3, P // 2, 2), (2, P, 3)):
         idx = _tokens(hf, batch, length, seed=seed)
+        expected = oracle(reference_logits, hf, idx)
         with torch.no_grad():
             out = _load(gpt2, hf)(idx)
-            expected = _load(ref_gpt2, hf)(idx)
-        check.close(out, expected, hint=_diagnose(out, _variants(hf, idx)), what=f"logits [{batch}, {length}]", **LOGITS)
+        check.close(out, expected, hint=oracle(mistake_in_logits, out, hf, idx), what=f"logits [{batch}, {length}]",
+                    **LOGITS)
 
 
 @pytest.mark.points(1)
@@ -112,8 +137,8 @@ def test_too_long_raises_on_a_fresh_config():
 def test_greedy_generate_matches_reference():
     hf = _hf("6heads-3layers", seed=6)
     idx = _tokens(hf, 3, 4, seed=6)
+    expected = oracle(reference_greedy, hf, idx, 30)
     out = _load(gpt2, hf).generate(idx, 30, temperature=0)
-    expected = _load(ref_gpt2, hf).generate(idx, 30, temperature=0)
     check.equal(out, expected, hint="sampling", what="greedy ids")
 
 
@@ -144,16 +169,21 @@ def test_sampling_distribution_matches_reference_logits(temperature, top_k):
     check.that(isinstance(out, torch.Tensor) and list(out.shape) == [n, 6] and out.dtype == torch.long
                and bool(((out >= 0) & (out < hf.config.vocab_size)).all()),
                f"generate should return a LongTensor [{n}, 6] of ids in [0, vocab_size)", about=out)
-    with torch.no_grad():
-        logits = hf(prompt).logits[0, -1].double() / temperature
-    logits = logits.masked_fill(logits < logits.topk(top_k).values[-1], float("-inf"))
-    probs = logits.softmax(-1)
+    probs = oracle(filtered_probs, hf, prompt, temperature, top_k)
     drawn = out[:, -1]
-    outside = int((probs[drawn] == 0).sum())
+    outside = oracle(lambda: int((probs[drawn] == 0).sum()))
     check.that(outside == 0, f"{outside} of {n} sampled tokens are outside the top {top_k}", hint="sampling", about=out)
-    p = _chi_square_p_value(torch.bincount(drawn, minlength=probs.numel()), probs)
+    p = oracle(lambda: _chi_square_p_value(torch.bincount(drawn, minlength=probs.numel()), probs))
     check.that(p > 1e-6, f"sampled tokens do not follow softmax(top_k(logits / temperature)): chi-square p-value {p:.2g}",
                hint="sampling", about=out)
+
+
+def positions_not_offset(out, hf, idx):
+    """"positions_not_offset" when `out` is transformers' logits with each chunk's positions restarted."""
+    with torch.no_grad():
+        restarted = torch.tensor([0, 1, 2, 0, 0, 1, 0, 1, 2, 3]).expand_as(idx)
+        not_offset = hf(idx, position_ids=restarted).logits
+    return _diagnose(out, {"positions_not_offset": not_offset}, default="cache_causal_mask")
 
 
 @pytest.mark.points(2)
@@ -164,11 +194,9 @@ def test_forward_with_cache_matches_reference():
     idx = _tokens(hf, 2, 10, seed=8)
     model = _load(gpt2, hf)
     cache = kv_cache.KVCache(hf.config.n_layer)
+    expected = oracle(reference_logits, hf, idx)
     with torch.no_grad():
         parts = [model(idx[:, a:b], cache=cache) for a, b in ((0, 3), (3, 4), (4, 6), (6, 10))]
-        expected = _load(ref_gpt2, hf)(idx)
-        restarted = torch.tensor([0, 1, 2, 0, 0, 1, 0, 1, 2, 3]).expand_as(idx)
-        not_offset = hf(idx, position_ids=restarted).logits
     out = torch.cat(parts, dim=1) if all(isinstance(p, torch.Tensor) for p in parts) else parts[-1]
-    hint = _diagnose(out, {"positions_not_offset": not_offset}, default="cache_causal_mask")
+    hint = oracle(positions_not_offset, out, hf, idx)
     check.close(out, expected, hint=hint, what="logits of the cached forwards (3 + 1 + 2 + 4 tokens)", **LOGITS)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from graders import check, fixtures, student
+from graders import check, fixtures, oracle, student
 
 dedup = student("week4.dedup")
 
@@ -57,9 +57,8 @@ def test_shingles_lowercase_and_collapse_whitespace(seed, n_words, n):
 
 @pytest.mark.points(1)
 def test_shingles_worked_example_and_default_n():
-    words = "the cat sat on the mat today".split()
     got = dedup.shingles("The  cat\nsat on the MAT today")
-    check.equal(sorted(got), sorted(ngrams(words, 5)), hint="no_normalisation")
+    check.equal(sorted(got), sorted(ngrams("the cat sat on the mat today".split(), 5)), hint="no_normalisation")
 
 
 # --- signatures --------------------------------------------------------------------------
@@ -119,13 +118,18 @@ def test_estimate_rejects_different_lengths():
 
 
 def planted_pair(rng, jaccard, total=200):
-    """Two shingle sets with exactly the given Jaccard similarity (|A | B| = total)."""
+    """Two shingle sets with Jaccard similarity round(jaccard * total) / total (|A | B| = total)."""
     shared = round(jaccard * total)
     only_a = (total - shared) // 2
     items = [f"item {i} {w}" for i, w in enumerate(random_words(rng, total))]
     a = set(items[:shared]) | set(items[shared : shared + only_a])
     b = set(items[:shared]) | set(items[shared + only_a :])
-    return a, b, shared / total
+    return a, b
+
+
+def exact_jaccard(a, b):
+    """|A & B| / |A | B|: the exact similarity (called only through oracle(...))."""
+    return len(a & b) / len(a | b)
 
 
 @pytest.mark.points(3)
@@ -139,7 +143,8 @@ def test_minhash_estimates_exact_jaccard(target):
     The family here is fixed, so the outcome is too: it never flakes.
     """
     rng = random.Random(int(target * 100))
-    a, b, exact = planted_pair(rng, target)
+    a, b = planted_pair(rng, target)
+    exact = oracle(exact_jaccard, a, b)
     sig_a, sig_b = dedup.minhash_signature(a, 256, 11), dedup.minhash_signature(b, 256, 11)
     estimate = dedup.estimate_jaccard(sig_a, sig_b)
     check.close(estimate, exact, rtol=0.0, atol=0.15, reason="MinHash is an estimate; see the docstring",
@@ -183,6 +188,16 @@ def test_lsh_rejects_too_many_bands():
 
 
 def corpus_with_clusters(seed, n_clusters=6, n_singletons=6, n_words=300):
+    """Documents (what the student's code gets): see `clusters_and_documents`."""
+    return clusters_and_documents(seed, n_clusters, n_singletons, n_words)[0]
+
+
+def cluster_labels(seed, n_clusters=6, n_singletons=6, n_words=300):
+    """For each document, the cluster it belongs to (called only through oracle(...))."""
+    return clusters_and_documents(seed, n_clusters, n_singletons, n_words)[1]
+
+
+def clusters_and_documents(seed, n_clusters, n_singletons, n_words):
     """Documents, and for each the cluster it belongs to.
 
     A cluster is a base document and 1-3 copies, each with one word replaced (5 of 296
@@ -212,12 +227,17 @@ def corpus_with_clusters(seed, n_clusters=6, n_singletons=6, n_words=300):
 @pytest.mark.points(2)
 def test_lsh_finds_planted_near_duplicates():
     """bands=32, rows=4: P(candidate) = 1 - (1 - J**4)**32, over 1 - 1e-8 at J = 0.8."""
-    docs, labels = corpus_with_clusters(seed=1)
+    docs = corpus_with_clusters(seed=1)
+    planted = oracle(planted_pairs, cluster_labels(seed=1))
     sigs = [dedup.minhash_signature(dedup.shingles(d), 128, 0) for d in docs]
-    got = dedup.lsh_candidate_pairs(sigs, 32, 4)
-    planted = {(i, j) for i in range(len(docs)) for j in range(i + 1, len(docs)) if labels[i] == labels[j]}
-    check.equal(sorted(planted - set(sorted_pairs(got))), [], what="planted near-duplicate pairs missed")
-    check.equal(sorted(set(sorted_pairs(got)) - planted), [], what="unrelated pairs reported (they share no shingle)")
+    got = set(sorted_pairs(dedup.lsh_candidate_pairs(sigs, 32, 4)))
+    check.that(not planted - got, f"planted near-duplicate pairs missed: {sorted(planted - got)}")
+    check.that(not got - planted, f"unrelated pairs reported (they share no shingle): {sorted(got - planted)}")
+
+
+def planted_pairs(labels):
+    """The pairs (i, j), i < j, of documents in the same cluster (called only through oracle(...))."""
+    return {(i, j) for i in range(len(labels)) for j in range(i + 1, len(labels)) if labels[i] == labels[j]}
 
 
 # --- deduplicate -------------------------------------------------------------------------
@@ -235,9 +255,9 @@ def first_of_each_cluster(labels):
 @pytest.mark.points(3)
 @pytest.mark.parametrize("seed", [2, 3])
 def test_deduplicate_keeps_the_first_of_each_cluster(seed):
-    docs, labels = corpus_with_clusters(seed)
+    docs = corpus_with_clusters(seed)
     got = dedup.deduplicate(docs)
-    check.equal(list(got), first_of_each_cluster(labels), what="indices kept", hint="keep_last")
+    check.equal(list(got), first_of_each_cluster(cluster_labels(seed)), what="indices kept", hint="keep_last")
 
 
 @pytest.mark.points(1)
@@ -253,6 +273,16 @@ def test_deduplicate_exact_copies_and_unrelated_docs():
 
 
 def contaminated_corpus(seed, n=13):
+    """(rng, benchmark, docs) for the student's code: see `contamination`."""
+    return contamination(seed, n)[:3]
+
+
+def planted_overlap(seed, n=13):
+    """The overlap of each document of `contaminated_corpus(seed, n)` (called only through oracle(...))."""
+    return contamination(seed, n)[3]
+
+
+def contamination(seed, n):
     """Benchmark items and documents in disjoint vocabularies; one document quotes an item."""
     rng = random.Random(seed)
     benchmark = [random_words(rng, 30, letters="nopqrstuvwxyz") for _ in range(4)]
@@ -271,19 +301,19 @@ def contaminated_corpus(seed, n=13):
 @pytest.mark.points(3)
 @pytest.mark.parametrize("seed", [6, 7])
 def test_ngram_overlap_flags_the_leak_and_nothing_else(seed):
-    rng, benchmark, docs, expected = contaminated_corpus(seed)
+    rng, benchmark, docs = contaminated_corpus(seed)
     bench_texts = [" ".join(item) for item in benchmark]
     got = [dedup.ngram_overlap(" ".join(doc), bench_texts) for doc in docs]
-    check.close(np.array(got, dtype=np.float64), np.array(expected), what="overlap of each document",
+    check.close(np.array(got, dtype=np.float64), np.array(planted_overlap(seed)), what="overlap of each document",
                 hint="overlap_definition")
 
 
 @pytest.mark.points(1)
 def test_ngram_overlap_normalises_like_shingles():
-    rng, benchmark, docs, expected = contaminated_corpus(8)
+    rng, benchmark, docs = contaminated_corpus(8)
     bench_texts = [messy(rng, item) for item in benchmark]
     got = [dedup.ngram_overlap(messy(rng, doc), bench_texts) for doc in docs]
-    check.close(np.array(got, dtype=np.float64), np.array(expected), what="overlap of each document (mixed case and spacing)",
+    check.close(np.array(got, dtype=np.float64), np.array(planted_overlap(8)), what="overlap of each document (mixed case and spacing)",
                 hint="no_normalisation")
 
 
@@ -303,13 +333,21 @@ def test_estimates_agree_with_datasketch():
     = 1.3e-3 (Hoeffding), so they differ by more than 0.24 with probability below 3e-3 per
     pair over a random seed; the seeds here are fixed, so it never flakes.
     """
-    datasketch = pytest.importorskip("datasketch")
+    pytest.importorskip("datasketch")
     rng = random.Random(9)
     for target in (0.2, 0.5, 0.8):
-        a, b, exact = planted_pair(rng, target)
+        a, b = planted_pair(rng, target)
         ours = dedup.estimate_jaccard(dedup.minhash_signature(a, 256, 0), dedup.minhash_signature(b, 256, 0))
-        m_a, m_b = datasketch.MinHash(num_perm=256, seed=1), datasketch.MinHash(num_perm=256, seed=1)
-        m_a.update_batch([s.encode("utf-8") for s in sorted(a)])
-        m_b.update_batch([s.encode("utf-8") for s in sorted(b)])
-        check.close(ours, m_a.jaccard(m_b), rtol=0.0, atol=0.24, reason="two independent estimates of the same J",
-                    what=f"our estimate vs datasketch's (exact J = {exact:.2f})")
+        check.close(ours, oracle(datasketch_estimate, a, b), rtol=0.0, atol=0.24,
+                    reason="two independent estimates of the same J",
+                    what=f"our estimate vs datasketch's (exact J = {oracle(exact_jaccard, a, b):.2f})")
+
+
+def datasketch_estimate(a, b):
+    """datasketch's MinHash estimate of J(a, b) (called only through oracle(...))."""
+    import datasketch
+
+    m_a, m_b = datasketch.MinHash(num_perm=256, seed=1), datasketch.MinHash(num_perm=256, seed=1)
+    m_a.update_batch([s.encode("utf-8") for s in sorted(a)])
+    m_b.update_batch([s.encode("utf-8") for s in sorted(b)])
+    return m_a.jaccard(m_b)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
-from graders import check, student
+from graders import check, oracle, student
 
 paged = student("week5.paged_kv")
 
@@ -26,27 +26,40 @@ def tokens(n, seed):
 
 
 class Dense:
-    """The oracle: every sequence's keys and values as contiguous tensors."""
+    """The test's record of every sequence: the chunks of keys and values it appended, in order.
+
+    The oracle (`keys`, `values`, `length`, called only through oracle(...)) makes each
+    sequence's contiguous history from them, where the checks judge.
+    """
 
     def __init__(self):
         self.k, self.v = {}, {}
 
     def append(self, seq, k, v):
-        self.k[seq] = torch.cat([self.k[seq], k], dim=1) if seq in self.k else k
-        self.v[seq] = torch.cat([self.v[seq], v], dim=1) if seq in self.v else v
+        self.k[seq] = [*self.k.get(seq, []), k]
+        self.v[seq] = [*self.v.get(seq, []), v]
 
     def fork(self, parent, child):
-        self.k[child], self.v[child] = self.k[parent], self.v[parent]
+        self.k[child], self.v[child] = list(self.k[parent]), list(self.v[parent])
 
     def free(self, seq):
         del self.k[seq], self.v[seq]
+
+    def keys(self, seq):
+        return torch.cat(self.k[seq], dim=1)
+
+    def values(self, seq):
+        return torch.cat(self.v[seq], dim=1)
+
+    def length(self, seq):
+        return sum(k.shape[1] for k in self.k[seq])
 
 
 def check_matches(cache, dense, hint, when=""):
     for seq in dense.k:
         k, v = cache.gather(seq)
-        check.close(k, dense.k[seq], what=f"keys of sequence {seq}{when}", hint=hint)
-        check.close(v, dense.v[seq], what=f"values of sequence {seq}{when}", hint=hint)
+        check.close(k, oracle(dense.keys, seq), what=f"keys of sequence {seq}{when}", hint=hint)
+        check.close(v, oracle(dense.values, seq), what=f"values of sequence {seq}{when}", hint=hint)
 
 
 def blocks_for(length, block_size):
@@ -105,7 +118,7 @@ def test_gather_returns_exactly_what_was_appended(block_size):
         k, v = tokens(n, seed=step)
         cache.append(seq, k, v)
         dense.append(seq, k, v)
-        check.equal(cache.seq_len(seq), dense.k[seq].shape[1], what=f"seq_len({seq})", hint="last_block_offset")
+        check.equal(cache.seq_len(seq), oracle(dense.length, seq), what=f"seq_len({seq})", hint="last_block_offset")
     check_matches(cache, dense, hint="last_block_offset")
 
 
@@ -121,7 +134,7 @@ def test_interleaved_appends_use_exactly_the_blocks_needed(block_size, chunks):
         cache.append(seq, k, v)
         dense.append(seq, k, v)
     check_matches(cache, dense, hint="last_block_offset")
-    used = sum(blocks_for(k.shape[1], block_size) for k in dense.k.values())
+    used = oracle(lambda: sum(blocks_for(dense.length(seq), block_size) for seq in dense.k))
     check.equal(cache.allocator.num_free, num_blocks - used, what="free blocks (one block per block_size tokens)",
                 hint="last_block_offset")
     for seq in list(dense.k):
@@ -154,11 +167,10 @@ def test_fork_shares_blocks_and_copies_on_write(prefix):
     dense.append(0, k, v)
     cache.fork(0, 1)
     dense.fork(0, 1)
-    shared = blocks_for(prefix, block_size)
-    check.equal(cache.allocator.num_free, num_blocks - shared, what="free blocks after fork (no copy yet)",
-                hint="refcount_fork")
-    check.equal(cache.block_table(1), cache.block_table(0), what="the child's block table right after fork",
-                hint="refcount_fork")
+    check.equal(cache.allocator.num_free, num_blocks - blocks_for(prefix, block_size),
+                what="free blocks after fork (no copy yet)", hint="refcount_fork")
+    child_table, parent_table = cache.block_table(1), cache.block_table(0)
+    check.equal(child_table, parent_table, what="the child's block table right after fork", hint="refcount_fork")
     check_matches(cache, dense, hint="refcount_fork", when=" right after fork")
 
     # the child writes first, then the parent writes its own different token at the same position
@@ -202,7 +214,8 @@ def test_forked_tree_frees_shared_blocks_once():
 
 
 def dense_attention(q, dense, seq_ids):
-    return torch.stack([F.scaled_dot_product_attention(q[b][:, None], dense.k[s], dense.v[s])[:, 0]
+    """Attention over each sequence's contiguous history (called only through oracle(...))."""
+    return torch.stack([F.scaled_dot_product_attention(q[b][:, None], dense.keys(s), dense.values(s))[:, 0]
                         for b, s in enumerate(seq_ids)])
 
 
@@ -221,7 +234,7 @@ def filled_cache(lengths, block_size, seed):
 def test_paged_attention_equals_dense_attention_on_full_blocks():
     cache, dense = filled_cache([8, 4, 12], block_size=4, seed=20)
     q = torch.randn(3, H, D, generator=torch.Generator().manual_seed(21))
-    check.close(paged.paged_attention(q, cache, [0, 1, 2]), dense_attention(q, dense, [0, 1, 2]),
+    check.close(paged.paged_attention(q, cache, [0, 1, 2]), oracle(dense_attention, q, dense, [0, 1, 2]),
                 hint="paged_attention_dense")
 
 
@@ -232,7 +245,7 @@ def test_paged_attention_equals_dense_attention_on_ragged_sequences(block_size, 
     cache, dense = filled_cache(lengths, block_size, seed)
     order = list(reversed(range(len(lengths))))  # batch order differs from creation order
     q = torch.randn(len(order), H, D, generator=torch.Generator().manual_seed(seed + 1))
-    check.close(paged.paged_attention(q, cache, order), dense_attention(q, dense, order), hint="last_block_offset")
+    check.close(paged.paged_attention(q, cache, order), oracle(dense_attention, q, dense, order), hint="last_block_offset")
 
 
 @pytest.mark.points(2)
@@ -245,7 +258,7 @@ def test_paged_attention_after_fork_and_divergence():
         cache.append(seq, k, v)
         dense.append(seq, k, v)
     q = torch.randn(2, H, D, generator=torch.Generator().manual_seed(34))
-    check.close(paged.paged_attention(q, cache, [0, 1]), dense_attention(q, dense, [0, 1]), hint="write_shared_block")
+    check.close(paged.paged_attention(q, cache, [0, 1]), oracle(dense_attention, q, dense, [0, 1]), hint="write_shared_block")
 
 
 # --- GPU throughput -------------------------------------------------------------------------

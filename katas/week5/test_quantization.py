@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from hypothesis import given, strategies as st
 
-from graders import check, fixtures, student
+from graders import check, fixtures, oracle, student
 
 quant = student("week5.quantization")
 
@@ -54,6 +54,12 @@ def nf4_table_from_quantiles():
     return (values / values.abs().max()).sort().values
 
 
+def absmax_oracle(x, dim):
+    """(scale, codes) of 8-bit absmax: the closed-form scale and torch's quantizer (only through oracle(...))."""
+    scale = x.abs().amax(dim=keep_dims(x, dim), keepdim=True) / 127
+    return scale, torch_quantize(x, scale, torch.zeros_like(scale, dtype=torch.long), dim, torch.qint8)
+
+
 def student_nf4_code():
     code = quant.NF4_CODE
     check.that(code is not None, "NOT STARTED: NF4_CODE is still None in week5/quantization.py", hint="nf4_table")
@@ -67,11 +73,10 @@ def student_nf4_code():
 @pytest.mark.parametrize("dim", [None, 0, 1, -1])
 def test_absmax_int8_matches_torch_quantizer(dim):
     x = randn(6, 9, seed=1, scale=2.0)
+    expected = oracle(absmax_oracle, x, dim)  # (scale, codes)
     q, scale = quant.absmax_quantize(x, bits=8, dim=dim)
-    expected_scale = x.abs().amax(dim=keep_dims(x, dim), keepdim=True) / 127
-    check.close(scale, expected_scale, hint="scale_from_mean", what="scale")
-    expected_q = torch_quantize(x, expected_scale, torch.zeros_like(expected_scale, dtype=torch.long), dim, torch.qint8)
-    check.equal(q, expected_q, hint="truncation", what="codes")
+    check.close(scale, expected[0], hint="scale_from_mean", what="scale")
+    check.equal(q, expected[1], hint="truncation", what="codes")
 
 
 @pytest.mark.points(1)
@@ -85,7 +90,7 @@ def test_absmax_worked_example():
 @pytest.mark.parametrize("bits", [8, 4])
 def test_absmax_symmetric_range(bits):
     # The largest magnitude is negative: it must map to -qmax, never to -qmax - 1.
-    qmax = 2 ** (bits - 1) - 1
+    qmax = {8: 127, 4: 7}[bits]  # 2 ** (bits - 1) - 1
     x = randn(5, 16, seed=2)
     x[:, 3] = -4.0 - torch.arange(5.0)
     q, scale = quant.absmax_quantize(x, bits=bits, dim=0)
@@ -104,8 +109,7 @@ def test_absmax_round_trip_within_half_a_step(seed, bits, dim, magnitude):
     x = randn(4, 11, seed=seed, scale=magnitude)
     q, scale = quant.absmax_quantize(x, bits=bits, dim=dim)
     err = (quant.absmax_dequantize(q, scale) - x).abs()
-    step = x.abs().amax(dim=keep_dims(x, dim), keepdim=True) / (2 ** (bits - 1) - 1)
-    worst = float((err / step).max())
+    worst = oracle(lambda: float((err / (x.abs().amax(dim=keep_dims(x, dim), keepdim=True) / (2 ** (bits - 1) - 1))).max()))
     check.that(worst <= 0.5 + 1e-4, f"round-trip error must be at most half a step, got {worst:.3f} steps",
                hint="truncation", about=q)
 
@@ -123,6 +127,7 @@ def test_absmax_all_zero_slice_gets_scale_one():
 
 
 def zeropoint_oracle(x, bits, dim):
+    """(scale, zero_point) in closed form (called only through oracle(...))."""
     levels = 2**bits - 1
     lo = x.amin(dim=keep_dims(x, dim), keepdim=True).clamp(max=0)
     hi = x.amax(dim=keep_dims(x, dim), keepdim=True).clamp(min=0)
@@ -136,11 +141,11 @@ def zeropoint_oracle(x, bits, dim):
 @pytest.mark.parametrize("shift", [0.0, 1.5])
 def test_zeropoint_uint8_matches_torch_quantizer(dim, shift):
     x = randn(5, 8, seed=4, scale=2.0) + shift  # shift 1.5: mostly positive rows
+    expected = oracle(zeropoint_oracle, x, 8, dim)  # (scale, zero_point)
     q, scale, zero_point = quant.zeropoint_quantize(x, bits=8, dim=dim)
-    expected_scale, expected_zp = zeropoint_oracle(x, 8, dim)
-    check.close(scale, expected_scale, what="scale", hint="zero_point_exact")
-    check.equal(zero_point, expected_zp, what="zero_point", hint="zero_point_exact")
-    check.equal(q, torch_quantize(x, expected_scale, expected_zp, dim, torch.quint8), what="codes", hint="truncation")
+    check.close(scale, expected[0], what="scale", hint="zero_point_exact")
+    check.equal(zero_point, expected[1], what="zero_point", hint="zero_point_exact")
+    check.equal(q, torch_quantize(x, expected[0], expected[1], dim, torch.quint8), what="codes", hint="truncation")
 
 
 @pytest.mark.points(2)
@@ -159,8 +164,7 @@ def test_zeropoint_zero_is_exact_and_error_within_half_a_step(seed, bits, dim):
     q, scale, zero_point = quant.zeropoint_quantize(x, bits=bits, dim=dim)
     back = quant.zeropoint_dequantize(q, scale, zero_point)
     check.equal(back[x == 0], torch.zeros(int((x == 0).sum())), what="dequantized zeros", hint="zero_point_exact")
-    expected_scale, _ = zeropoint_oracle(x, bits, dim)
-    worst = float(((back - x).abs() / expected_scale).max())
+    worst = oracle(lambda: float(((back - x).abs() / zeropoint_oracle(x, bits, dim)[0]).max()))
     check.that(worst <= 0.5 + 1e-4, f"round-trip error must be at most half a step, got {worst:.3f} steps",
                hint="truncation", about=q)
 
@@ -191,15 +195,19 @@ def test_quantize_is_idempotent(seed, bits, dim):
                 hint="truncation")
 
 
+def per_channel_scale(x, dim):
+    """absmax / 127 of each index of `dim`, shaped to broadcast (called only through oracle(...))."""
+    shape = [1] * x.dim()
+    shape[dim] = x.shape[dim]
+    return torch.stack([x.select(dim, i).abs().max() for i in range(x.shape[dim])]).reshape(shape) / 127
+
+
 @pytest.mark.points(2)
 def test_per_channel_scales_one_per_index_of_dim():
     x = randn(2, 3, 4, seed=6)
     for dim in (0, 1, 2, -1):
         _, scale = quant.absmax_quantize(x, dim=dim)
-        shape = [1, 1, 1]
-        shape[dim] = x.shape[dim]
-        expected = torch.stack([x.select(dim, i).abs().max() for i in range(x.shape[dim])]).reshape(shape) / 127
-        check.close(scale, expected, what=f"scale for dim={dim}", hint="per_channel_axis")
+        check.close(scale, oracle(per_channel_scale, x, dim), what=f"scale for dim={dim}", hint="per_channel_axis")
     _, scale = quant.absmax_quantize(x, dim=None)
     check.close(scale, (x.abs().max() / 127).reshape(1, 1, 1), what="scale for dim=None", hint="per_channel_axis")
 
@@ -232,8 +240,7 @@ def test_pack_int4_worked_example():
 def test_pack_int4_layout_and_round_trip(seed, lead, n):
     codes = torch.randint(0, 16, (*lead, 2 * n), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
     packed = quant.pack_int4(codes)
-    low, high = codes[..., 0::2].int(), codes[..., 1::2].int()
-    check.equal(packed, (low + 16 * high).to(torch.uint8), hint="nibble_order")
+    check.equal(packed, (codes[..., 0::2].int() + 16 * codes[..., 1::2].int()).to(torch.uint8), hint="nibble_order")
     check.equal(quant.unpack_int4(packed), codes, what="unpack_int4(pack_int4(codes))", hint="nibble_order")
 
 
@@ -249,14 +256,14 @@ def test_pack_int4_rejects_odd_length():
 @pytest.mark.points(2)
 def test_nf4_table_is_qloras():
     code = student_nf4_code()
-    expected = nf4_table_from_quantiles()
-    check.close(code.double(), expected, hint="nf4_table", rtol=0.0, atol=1e-6,
+    check.close(code.double(), nf4_table_from_quantiles(), hint="nf4_table", rtol=0.0, atol=1e-6,
                 reason="the QLoRA table is published as float32 values of the float64 quantiles")
     check.that(bool((code == 0).any()) and float(code.min()) == -1.0 and float(code.max()) == 1.0,
                "NF4_CODE must contain an exact 0 and end at exactly -1 and 1", hint="nf4_table")
 
 
 def nf4_oracle(x, block_size, table):
+    """(codes, absmax per block) by the definition (called only through oracle(...))."""
     flat = x.flatten().double()
     absmax = torch.stack([flat[i:i + block_size].abs().max() for i in range(0, flat.numel(), block_size)])
     scales = torch.cat([a.expand(min(block_size, flat.numel() - i * block_size)) for i, a in enumerate(absmax)])
@@ -269,13 +276,13 @@ def nf4_oracle(x, block_size, table):
 def test_nf4_blocks_and_nearest_codes(shape, block_size):
     x = randn(*shape, seed=8, scale=0.1)
     x.view(-1)[::13] *= 8.0  # a few large values, so blocks have different absmax
+    expected = oracle(nf4_oracle, x, block_size, nf4_table_from_quantiles())  # (codes, absmax)
     codes, absmax = quant.nf4_quantize(x, block_size=block_size)
-    expected_codes, expected_absmax = nf4_oracle(x, block_size, nf4_table_from_quantiles())
-    check.close(absmax, expected_absmax, what="absmax per block", hint="nf4_blocks")
-    check.equal(codes, expected_codes, what="codes", hint="nf4_blocks")
+    check.close(absmax, expected[1], what="absmax per block", hint="nf4_blocks")
+    check.equal(codes, expected[0], what="codes", hint="nf4_blocks")
     back = quant.nf4_dequantize(codes, absmax, x.shape, block_size=block_size)
-    check.close(back, (nf4_table_from_quantiles()[expected_codes.long()] * torch.cat(
-        [a.expand(min(block_size, x.numel() - i * block_size)) for i, a in enumerate(expected_absmax.double())]
+    check.close(back, (nf4_table_from_quantiles()[expected[0].long()] * torch.cat(
+        [a.expand(min(block_size, x.numel() - i * block_size)) for i, a in enumerate(expected[1].double())]
     )).float().reshape(x.shape), what="nf4_dequantize", hint="nf4_blocks")
 
 
@@ -292,7 +299,8 @@ def test_nf4_matches_golden_fixture():
 
 
 def fake_quantized_weight(w, method, bits, group_size):
-    """W_hat, the dequantized weight, by the closed-form formulas (one scale per group)."""
+    """W_hat, the dequantized weight, by the closed-form formulas (one scale per group).
+    Called only through oracle(...) (directly or from another oracle)."""
     out_f, in_f = w.shape
     g = w.double().reshape(-1, group_size or in_f)
     if method == "absmax":
@@ -316,6 +324,13 @@ CONFIGS = [("absmax", 8, None), ("absmax", 4, 16), ("zeropoint", 8, None), ("zer
            ("nf4", 4, None), ("nf4", 4, 16)]
 
 
+def quantized_linear_oracle(linear, x, method, bits, group_size):
+    """x @ W_hat.T + b in float64 (called only through oracle(...))."""
+    with torch.no_grad():
+        return (x.double() @ fake_quantized_weight(linear.weight, method, bits, group_size).T
+                + linear.bias.double()).float()
+
+
 @pytest.mark.points(3)
 @pytest.mark.parametrize("method,bits,group_size", CONFIGS)
 def test_quantized_linear_is_linear_with_dequantized_weight(method, bits, group_size):
@@ -323,9 +338,8 @@ def test_quantized_linear_is_linear_with_dequantized_weight(method, bits, group_
     linear = nn.Linear(32, 12)
     layer = quant.QuantizedLinear(linear, method=method, bits=bits, group_size=group_size)
     x = randn(3, 5, 32, seed=10)
+    expected = oracle(quantized_linear_oracle, linear, x, method, bits, group_size)
     with torch.no_grad():
-        expected = (x.double() @ fake_quantized_weight(linear.weight, method, bits, group_size).T
-                    + linear.bias.double()).float()
         out = layer(x)
     check.close(out, expected, hint="quantized_linear_output", rtol=1e-4, atol=1e-4,
                 reason="one float32 matmul of 32 terms against a float64 oracle; codes are exact")
@@ -340,14 +354,19 @@ def test_quantized_linear_stores_packed_codes(method, bits, group_size):
                                               group_size=group_size)
     state = layer.state_dict()
     nbytes = sum(t.numel() * t.element_size() for t in state.values())
-    codes = out_f * in_f * bits // 8
-    groups = out_f * in_f // (group_size or in_f)
-    limit = codes + groups * 8 + out_f * 4  # codes + float32 scale and int32 zero point per group + bias
-    check.that(codes <= nbytes <= limit,
+    size = oracle(storage_bounds, out_f, in_f, bits, group_size)  # (bytes of codes, most bytes in all)
+    check.that(size[0] <= nbytes <= size[1],
                f"a {bits}-bit {method} QuantizedLinear({in_f} -> {out_f}, group_size={group_size}) should store "
-               f"{codes} bytes of codes plus scales and bias (at most {limit} bytes in its state_dict); "
+               f"{size[0]} bytes of codes plus scales and bias (at most {size[1]} bytes in its state_dict); "
                f"it stores {nbytes}: {({k: (tuple(v.shape), str(v.dtype)) for k, v in state.items()})}",
                hint="packed_memory")
+
+
+def storage_bounds(out_f, in_f, bits, group_size):
+    """(bytes of packed codes, codes + float32 scale and int32 zero point per group + bias): only through oracle(...)."""
+    codes = out_f * in_f * bits // 8
+    groups = out_f * in_f // (group_size or in_f)
+    return codes, codes + groups * 8 + out_f * 4
 
 
 TOKENIZER = ROOT / "checkpoints" / "tokenizer" / "tokenizer.json"
@@ -377,6 +396,27 @@ class ThroughStudent(nn.Module):
         return self.layer(x)
 
 
+def top1(model, ids):
+    """The float model's next-token argmax (called only through oracle(...))."""
+    with torch.no_grad():
+        return model(ids).logits.argmax(-1)
+
+
+def top1_with_quantized_layers(model, ids, method, bits):
+    """Put the student's QuantizedLinear in place of every Conv1D of `model`; its next-token argmax."""
+    with torch.no_grad():
+        for block in model.transformer.h:
+            for parent, name in ((block.attn, "c_attn"), (block.attn, "c_proj"), (block.mlp, "c_fc"),
+                                 (block.mlp, "c_proj")):
+                conv = getattr(parent, name)  # Conv1D: weight [in, out]
+                linear = nn.Linear(*conv.weight.shape)
+                linear.weight.copy_(conv.weight.T)
+                linear.bias.copy_(conv.bias)
+                layer = quant.QuantizedLinear(linear, method=method, bits=bits)
+                setattr(parent, name, ThroughStudent(layer))
+        return model(ids).logits.argmax(-1)  # withhold: input (the student's layers compute it)
+
+
 @pytest.mark.points(3)
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("method,bits,min_agreement", [("absmax", 8, 0.97), ("nf4", 4, 0.88)])
@@ -387,19 +427,9 @@ def test_quantized_tiny_gpt2_keeps_its_top1_predictions(method, bits, min_agreem
 
     model = GPT2LMHeadModel.from_pretrained(TRAINED).eval()
     ids = torch.tensor(corpus_ids(4 * 96)).reshape(4, 96)
-    with torch.no_grad():
-        float_top1 = model(ids).logits.argmax(-1)
-        for block in model.transformer.h:
-            for parent, name in ((block.attn, "c_attn"), (block.attn, "c_proj"), (block.mlp, "c_fc"),
-                                 (block.mlp, "c_proj")):
-                conv = getattr(parent, name)  # Conv1D: weight [in, out]
-                linear = nn.Linear(*conv.weight.shape)
-                linear.weight.copy_(conv.weight.T)
-                linear.bias.copy_(conv.bias)
-                layer = quant.QuantizedLinear(linear, method=method, bits=bits)
-                setattr(parent, name, ThroughStudent(layer))
-        quant_top1 = model(ids).logits.argmax(-1)
-    agreement = float((quant_top1 == float_top1).double().mean())
+    float_top1 = oracle(top1, model, ids)  # before the student's layers go in
+    quant_top1 = top1_with_quantized_layers(model, ids, method, bits)
+    agreement = oracle(lambda: float((quant_top1 == float_top1).double().mean()))
     check.that(agreement >= min_agreement,
                f"{method} ({bits}-bit, per-row) GPT-2 should agree with the float model's next-token argmax "
                f"on at least {min_agreement:.0%} of positions; it agrees on {agreement:.1%}",

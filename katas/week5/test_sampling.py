@@ -24,7 +24,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from graders import check, student
+from graders import check, oracle, student
 
 sampling = student("week5.sampling")
 
@@ -58,6 +58,12 @@ def chi_square_p_value(counts, probs):
     return float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), stat / 2))
 
 
+def warped(warper, x):
+    """transformers' logits warper on x[..., V], row by row (called only through oracle(...))."""
+    rows = x.reshape(-1, x.shape[-1])
+    return warper(torch.zeros(rows.shape[0], 1, dtype=torch.long), rows.clone()).reshape(x.shape)
+
+
 # --- filters against transformers' warpers ----------------------------------------------
 
 
@@ -65,8 +71,7 @@ def chi_square_p_value(counts, probs):
 @pytest.mark.parametrize("temperature", [0.3, 1.0, 2.5])
 def test_temperature_matches_transformers(temperature):
     x = logits_batch(3, 11, seed=1, shift=-1.0)
-    ids = torch.zeros(3, 1, dtype=torch.long)
-    check.close(sampling.apply_temperature(x, temperature), TemperatureLogitsWarper(temperature)(ids, x))
+    check.close(sampling.apply_temperature(x, temperature), oracle(warped, TemperatureLogitsWarper(temperature), x))
 
 
 @pytest.mark.points(2)
@@ -74,8 +79,7 @@ def test_temperature_matches_transformers(temperature):
        shift=st.sampled_from([0.0, -20.0]))
 def test_top_k_matches_transformers(seed, k, scale, shift):
     x = logits_batch(4, 10, seed, scale, shift)
-    ids = torch.zeros(4, 1, dtype=torch.long)
-    check.equal(sampling.top_k_filter(x, k), TopKLogitsWarper(k)(ids, x), hint="top_k_ties")
+    check.equal(sampling.top_k_filter(x, k), oracle(warped, TopKLogitsWarper(k), x), hint="top_k_ties")
 
 
 @pytest.mark.points(2)
@@ -84,8 +88,7 @@ def test_top_k_keeps_every_tie_of_the_kth(k):
     # Integer logits: many ties, and rows that differ. Tied values are kept or dropped together.
     x = torch.randint(-3, 3, (6, 9), generator=torch.Generator().manual_seed(2)).float()
     x[0] = torch.tensor([3.0, 1.0, 1.0, 0.5, 1.0, -2.0, 0.0, 0.0, 3.0])
-    ids = torch.zeros(6, 1, dtype=torch.long)
-    check.equal(sampling.top_k_filter(x, k), TopKLogitsWarper(k)(ids, x), hint="top_k_ties")
+    check.equal(sampling.top_k_filter(x, k), oracle(warped, TopKLogitsWarper(k), x), hint="top_k_ties")
 
 
 def top_p_oracle_is_unambiguous(x, p):
@@ -100,19 +103,22 @@ def top_p_oracle_is_unambiguous(x, p):
 def test_top_p_matches_transformers(seed, p, scale, shift):
     x = logits_batch(5, 12, seed, scale, shift)
     assume(top_p_oracle_is_unambiguous(x, p))
-    ids = torch.zeros(5, 1, dtype=torch.long)
-    expected = TopPLogitsWarper(p)(ids, x)
+    expected = oracle(warped, TopPLogitsWarper(p), x)
     out = sampling.top_p_filter(x, p)
-    kept, want = torch.isfinite(out).sum(-1), torch.isfinite(expected).sum(-1)
-    hint = "top_p_too_few" if bool((kept < want).any()) else "top_p_too_many"
-    check.equal(out, expected, hint=hint)
+    check.equal(out, expected, hint=oracle(top_p_mistake, out, expected))
+
+
+def top_p_mistake(out, expected):
+    """Which top-p mistake `out` shows: too few tokens kept in some row, or too many (only through oracle(...))."""
+    kept = torch.isfinite(out).sum(-1) if isinstance(out, torch.Tensor) else expected.new_zeros(())
+    return "top_p_too_few" if bool((kept < torch.isfinite(expected).sum(-1)).any()) else "top_p_too_many"
 
 
 @pytest.mark.points(2)
 def test_top_p_worked_example():
     x = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
     for p, n_kept in ((0.6, 2), (0.5, 1), (0.85, 3), (0.4, 1)):
-        expected = TopPLogitsWarper(p)(torch.zeros(1, 1, dtype=torch.long), x[None])[0]
+        expected = oracle(warped, TopPLogitsWarper(p), x)
         out = sampling.top_p_filter(x, p)
         got = int(torch.isfinite(out).sum())
         check.equal(out, expected, hint="top_p_too_few" if got < n_kept else "top_p_too_many",
@@ -125,17 +131,15 @@ def test_top_p_worked_example():
 def test_top_p_min_tokens_to_keep(min_tokens_to_keep, p):
     x = logits_batch(4, 10, seed=3, scale=4.0)
     assert top_p_oracle_is_unambiguous(x, p)
-    ids = torch.zeros(4, 1, dtype=torch.long)
     check.equal(sampling.top_p_filter(x, p, min_tokens_to_keep=min_tokens_to_keep),
-                TopPLogitsWarper(p, min_tokens_to_keep=min_tokens_to_keep)(ids, x), hint="top_p_min_tokens")
+                oracle(warped, TopPLogitsWarper(p, min_tokens_to_keep=min_tokens_to_keep), x), hint="top_p_min_tokens")
 
 
 @pytest.mark.points(1)
 def test_top_p_keeps_leading_batch_dims():
     x = logits_batch(6, 8, seed=4).reshape(2, 3, 8)
     assert top_p_oracle_is_unambiguous(x, 0.7)
-    expected = TopPLogitsWarper(0.7)(torch.zeros(6, 1, dtype=torch.long), x.reshape(6, 8)).reshape(2, 3, 8)
-    check.equal(sampling.top_p_filter(x, 0.7), expected, hint="top_p_too_many")
+    check.equal(sampling.top_p_filter(x, 0.7), oracle(warped, TopPLogitsWarper(0.7), x), hint="top_p_too_many")
 
 
 @pytest.mark.points(2)
@@ -146,8 +150,7 @@ def test_min_p_matches_transformers(seed, min_p, scale, shift):
     probs = torch.softmax(x.double(), -1)
     ratio = probs / probs.amax(-1, keepdim=True)
     assume(bool(((ratio - min_p).abs() > 1e-5).all()))  # no token on the threshold
-    ids = torch.zeros(4, 1, dtype=torch.long)
-    check.equal(sampling.min_p_filter(x, min_p), MinPLogitsWarper(min_p)(ids, x), hint="min_p_threshold")
+    check.equal(sampling.min_p_filter(x, min_p), oracle(warped, MinPLogitsWarper(min_p), x), hint="min_p_threshold")
 
 
 # --- penalties ---------------------------------------------------------------------------
@@ -159,7 +162,7 @@ def test_repetition_penalty_matches_transformers(seed, penalty, shift):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(3, 12, generator=g) * 2 + shift  # positive and negative logits
     ids = torch.randint(0, 12, (3, 7), generator=g)  # repeats within a row
-    expected = RepetitionPenaltyLogitsProcessor(penalty)(ids, x.clone())
+    expected = oracle(lambda: RepetitionPenaltyLogitsProcessor(penalty)(ids, x.clone()))
     check.close(sampling.repetition_penalty(x, ids, penalty), expected, hint="repetition_negative")
 
 
@@ -167,7 +170,7 @@ def test_repetition_penalty_matches_transformers(seed, penalty, shift):
 def test_repetition_penalty_worked_example():
     x = torch.tensor([[4.0, -1.0, 2.0, -3.0]])
     ids = torch.tensor([[0, 1, 1, 1]])  # token 1 three times: still penalised once
-    expected = RepetitionPenaltyLogitsProcessor(2.0)(ids, x.clone())
+    expected = oracle(lambda: RepetitionPenaltyLogitsProcessor(2.0)(ids, x.clone()))
     check.close(sampling.repetition_penalty(x, ids, 2.0), expected, hint="repetition_negative")
 
 
@@ -176,7 +179,7 @@ def test_repetition_penalty_leaves_unseen_tokens_and_handles_leading_dims():
     g = torch.Generator().manual_seed(5)
     x = torch.randn(2, 3, 9, generator=g)
     ids = torch.randint(0, 4, (2, 3, 5), generator=g)  # tokens 4..8 never seen
-    expected = RepetitionPenaltyLogitsProcessor(1.5)(ids.reshape(6, 5), x.reshape(6, 9).clone()).reshape(2, 3, 9)
+    expected = oracle(lambda: RepetitionPenaltyLogitsProcessor(1.5)(ids.reshape(6, 5), x.reshape(6, 9).clone()).reshape(2, 3, 9))
     check.close(sampling.repetition_penalty(x, ids, 1.5), expected, hint="repetition_counts")
 
 
@@ -186,20 +189,27 @@ def test_frequency_presence_penalty_closed_form(frequency, presence):
     g = torch.Generator().manual_seed(6)
     x = torch.randn(2, 3, 8, generator=g)
     ids = torch.randint(0, 8, (2, 3, 10), generator=g)
+    check.close(sampling.frequency_presence_penalty(x, ids, frequency, presence),
+                oracle(penalised, x, ids, frequency, presence), hint="frequency_presence")
+
+
+def penalised(x, ids, frequency, presence):
+    """OpenAI's penalties in closed form, token by token (called only through oracle(...))."""
     expected = x.clone()
-    for i in range(2):
-        for j in range(3):
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
             row = ids[i, j].tolist()
             for token in set(row):
                 expected[i, j, token] -= row.count(token) * frequency + presence
-    check.close(sampling.frequency_presence_penalty(x, ids, frequency, presence), expected, hint="frequency_presence")
+    return expected
 
 
 # --- sample ------------------------------------------------------------------------------
 
 
 def filtered_probs(x, temperature=1.0, top_k=None, top_p=None, min_p=None):
-    """The distribution `sample` must draw from, from transformers' warpers in their order."""
+    """The distribution `sample` must draw from, from transformers' warpers in their order.
+    Called only where the checks judge (through oracle(...))."""
     ids = torch.zeros(x.shape[0], 1, dtype=torch.long)
     x = TemperatureLogitsWarper(float(temperature))(ids, x)
     if top_k is not None:
@@ -225,19 +235,23 @@ SAMPLE_CASES = [
 @pytest.mark.parametrize("options", SAMPLE_CASES, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "plain")
 def test_sample_follows_the_filtered_distribution(options):
     logits = logits_batch(1, 7, seed=7, scale=1.2)
-    expected = filtered_probs(logits, **options)[0]
+    expected = oracle(lambda: filtered_probs(logits, **options)[0])
     n = 6000
     draws = sampling.sample(logits.expand(n, 7), generator=torch.Generator().manual_seed(8), **options)
     check.equal(list(draws.shape), [n], what="shape of sample(logits[6000, 7])", hint="sample_distribution")
     counts = torch.bincount(draws, minlength=7)
-    outside = int(counts[expected == 0].sum())
+    outside = oracle(lambda: int(counts[expected == 0].sum()))
     check.that(outside == 0, f"{outside} of {n} draws are tokens the filters remove", hint="temperature_after_filter",
                about=draws)
-    p_value = chi_square_p_value(counts, expected)
+    p_value = oracle(chi_square_p_value, counts, expected)
     check.that(p_value > P_VALUE_FLOOR,
                f"sampled frequencies {(counts / n).tolist()} do not follow the filtered distribution "
                f"{[round(v, 4) for v in expected.tolist()]} (chi-square p-value {p_value:.2g})",
                hint="sample_distribution", about=draws)
+
+
+def only_token_0_survives(logits, filters):
+    assert bool((filtered_probs(logits, temperature=0.25, **filters)[0, 1:] == 0).all())
 
 
 @pytest.mark.points(2)
@@ -246,7 +260,7 @@ def test_sample_applies_temperature_before_filtering(filters):
     # At temperature 0.25 only token 0 survives top-p 0.5 / min-p 0.2; at temperature 1 token 1
     # would survive too. A correct sampler therefore draws token 0 every time.
     logits = torch.tensor([[2.0, 1.5, 1.0, 0.0, -1.0]])
-    assert bool((filtered_probs(logits, temperature=0.25, **filters)[0, 1:] == 0).all())
+    oracle(only_token_0_survives, logits, filters)  # the premise, checked where the oracle may run
     draws = sampling.sample(logits.expand(400, 5), temperature=0.25, generator=torch.Generator().manual_seed(9),
                             **filters)
     check.that(bool((draws == 0).all()), f"token 0 is the only one left after temperature 0.25 and {filters}, "
@@ -282,6 +296,8 @@ def tiny_gpt2():
 
 
 def hf_beam_search(model, prompt, num_beams, max_new_tokens, length_penalty, eos_token_id):
+    """generate()'s beam search: the oracle (called through oracle(...); also to pick an EOS id that the
+    search really produces, an input)."""
     with torch.no_grad():
         return model.generate(prompt, attention_mask=torch.ones_like(prompt), num_beams=num_beams, do_sample=False,
                               max_new_tokens=max_new_tokens, length_penalty=length_penalty,
@@ -301,7 +317,7 @@ def logits_fn(model):
 def test_beam_search_matches_generate_without_eos(seed, num_beams, length_penalty):
     model = tiny_gpt2()
     prompt = torch.randint(1, 512, (1, 5), generator=torch.Generator().manual_seed(seed))
-    expected = hf_beam_search(model, prompt, num_beams, 8, length_penalty, None)
+    expected = oracle(lambda: hf_beam_search(model, prompt, num_beams, 8, length_penalty, None))
     out = sampling.beam_search(logits_fn(model), prompt, num_beams, 8, length_penalty=length_penalty)
     check.equal(out, expected, hint="beam_search_rules")
 
@@ -317,7 +333,7 @@ def test_beam_search_matches_generate_with_eos(seed, num_beams, length_penalty, 
     model = tiny_gpt2()
     prompt = torch.randint(1, 512, (1, 6), generator=torch.Generator().manual_seed(seed))
     eos = int(hf_beam_search(model, prompt, num_beams, 10, length_penalty, None)[0, 6 + eos_at])
-    expected = hf_beam_search(model, prompt, num_beams, 10, length_penalty, eos)
+    expected = oracle(lambda: hf_beam_search(model, prompt, num_beams, 10, length_penalty, eos))
     out = sampling.beam_search(logits_fn(model), prompt, num_beams, 10, length_penalty=length_penalty,
                                eos_token_id=eos)
     check.equal(out, expected, hint="beam_search_rules")
@@ -334,7 +350,7 @@ def test_beam_search_finishes_eos_only_among_the_first_k(seed, num_beams, length
     prompt = torch.randint(1, 512, (1, 6), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         eos = int(model(prompt).logits[0, -1].topk(2 * num_beams).indices[rank])
-    expected = hf_beam_search(model, prompt, num_beams, 10, length_penalty, eos)
+    expected = oracle(lambda: hf_beam_search(model, prompt, num_beams, 10, length_penalty, eos))
     out = sampling.beam_search(logits_fn(model), prompt, num_beams, 10, length_penalty=length_penalty,
                                eos_token_id=eos)
     check.equal(out, expected, hint="beam_search_rules")
@@ -366,7 +382,7 @@ DRAFT4 = Bigram([[0.4, 0.3, 0.2, 0.1], [0.1, 0.6, 0.2, 0.1], [0.25, 0.25, 0.4, 0
 
 
 def joint_probs(model, first, n, temperature=1.0):
-    """P(x_1..x_n | first) under a bigram model, flattened in base-V order."""
+    """P(x_1..x_n | first) under a bigram model, flattened in base-V order (only through oracle(...))."""
     step = torch.softmax(model.logits.double() / temperature, dim=-1)
     vocab = step.shape[0]
     probs = step[first]  # [V]
@@ -414,8 +430,8 @@ def test_speculative_sampling_follows_the_target(k, temperature):
         a, b, c = out[0, 1:].tolist()
         counts[9 * a + 3 * b + c] += 1
         rates.append(rate)
-    expected = joint_probs(TARGET, 0, new, temperature)
-    p_value = chi_square_p_value(counts, expected)
+    expected = oracle(joint_probs, TARGET, 0, new, temperature)
+    p_value = oracle(chi_square_p_value, counts, expected)
     check.that(p_value > P_VALUE_FLOOR,
                f"speculative samples do not follow the target's distribution: chi-square p-value {p_value:.2g} "
                f"over {n} runs (largest gap {float((counts / n - expected).abs().max()):.3f})",

@@ -13,7 +13,9 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from graders import check, reference, student
+from graders import check, oracle, reference, student
+
+from .test_sampling import P_VALUE_FLOOR  # a correct sampler fails a chi-square test with probability 1e-6
 
 pytestmark = pytest.mark.hidden
 
@@ -21,7 +23,6 @@ sampling = student("week5.sampling")
 model_solution = reference("week5.sampling")
 
 ROOT = Path(__file__).resolve().parents[2]
-P_VALUE_FLOOR = 1e-6  # a correct sampler fails a chi-square test with probability 1e-6
 
 
 @pytest.fixture(autouse=True)
@@ -87,6 +88,7 @@ def test_greedy_matches_reference():
 
 
 def chi_square_p_value(counts, probs):
+    """Called only through oracle(...)."""
     counts, probs = counts.double(), probs.double()
     keep = probs > 0
     expected = counts.sum() * probs[keep]
@@ -95,10 +97,8 @@ def chi_square_p_value(counts, probs):
     return float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), stat / 2))
 
 
-@pytest.mark.points(2)
-@pytest.mark.parametrize("options", [dict(temperature=0.5, top_p=0.9), dict(temperature=2.0, top_k=3, min_p=0.3)])
-def test_sample_distribution_on_fresh_logits(options):
-    logits = fresh_logits((1, 6), 107, scale=1.0)
+def filtered_distribution(logits, options):
+    """softmax of transformers' warpers applied in order (called only through oracle(...))."""
     ids = torch.zeros(1, 1, dtype=torch.long)
     filtered = TemperatureLogitsWarper(options["temperature"])(ids, logits)
     if "top_k" in options:
@@ -107,13 +107,20 @@ def test_sample_distribution_on_fresh_logits(options):
         filtered = TopPLogitsWarper(options["top_p"])(ids, filtered)
     if "min_p" in options:
         filtered = MinPLogitsWarper(options["min_p"])(ids, filtered)
-    expected = torch.softmax(filtered.double(), -1)[0]
+    return torch.softmax(filtered.double(), -1)[0]
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("options", [dict(temperature=0.5, top_p=0.9), dict(temperature=2.0, top_k=3, min_p=0.3)])
+def test_sample_distribution_on_fresh_logits(options):
+    logits = fresh_logits((1, 6), 107, scale=1.0)
+    expected = oracle(filtered_distribution, logits, options)
     n = 5000
     draws = sampling.sample(logits.expand(n, 6), generator=torch.Generator().manual_seed(108), **options)
     counts = torch.bincount(draws, minlength=6)
     check.that(int(counts[expected == 0].sum()) == 0, "the sampler drew tokens the filters remove",
                hint="temperature_after_filter", about=draws)
-    p_value = chi_square_p_value(counts, expected)
+    p_value = oracle(chi_square_p_value, counts, expected)
     check.that(p_value > P_VALUE_FLOOR, f"sampled frequencies do not follow the filtered distribution "
                f"(chi-square p-value {p_value:.2g})", hint="sample_distribution", about=draws)
 
@@ -150,6 +157,13 @@ def tiny_gpt2():
     return GPT2LMHeadModel.from_pretrained(ROOT / "checkpoints" / "gpt2-tiny").eval()
 
 
+def greedy_generate(model, prompt, max_new_tokens):
+    """transformers' greedy generate (called only through oracle(...))."""
+    with torch.no_grad():
+        return model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                              max_new_tokens=max_new_tokens, eos_token_id=None, pad_token_id=0)
+
+
 @pytest.mark.points(2)
 @pytest.mark.timeout(120)
 def test_speculative_greedy_on_gpt2_equals_generate():
@@ -165,9 +179,7 @@ def test_speculative_greedy_on_gpt2_equals_generate():
         return forward
 
     prompt = torch.randint(1, 512, (1, 5), generator=torch.Generator().manual_seed(116))
-    with torch.no_grad():
-        expected = target.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False, max_new_tokens=12,
-                                   eos_token_id=None, pad_token_id=0)
+    expected = oracle(greedy_generate, target, prompt, 12)
     out, rate = sampling.speculative_decode(call(target), call(draft), prompt, 12, k=3, temperature=0.0)
     check.equal(out, expected, hint="speculative_greedy")
     expected_out = model_solution.speculative_decode(call(target), call(draft), prompt, 12, k=3, temperature=0.0)
@@ -182,6 +194,12 @@ class Bigram:
         return self.logits[ids]
 
 
+def two_token_probs(target):
+    """P(a | 0) * P(b | a), flattened (called only through oracle(...))."""
+    step = torch.softmax(target.logits.double(), -1)
+    return (step[0][:, None] * step).reshape(-1)
+
+
 @pytest.mark.points(3)
 @pytest.mark.timeout(120)
 def test_speculative_sampling_two_tokens_follow_the_target():
@@ -192,8 +210,7 @@ def test_speculative_sampling_two_tokens_follow_the_target():
     for _ in range(n):
         out, _ = sampling.speculative_decode(target, draft, torch.tensor([[3, 0]]), 2, k=3, generator=g)
         counts[4 * int(out[0, 2]) + int(out[0, 3])] += 1
-    step = torch.softmax(target.logits.double(), -1)
-    expected = (step[0][:, None] * step).reshape(-1)  # P(a | 0) * P(b | a)
-    p_value = chi_square_p_value(counts, expected)
+    expected = oracle(two_token_probs, target)
+    p_value = oracle(chi_square_p_value, counts, expected)
     check.that(p_value > P_VALUE_FLOOR, f"speculative samples do not follow the target (chi-square p-value "
                f"{p_value:.2g})", hint="speculative_residual")

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from graders import check, fixtures, in_one_crossing, student, unwrap
+from graders import check, fixtures, in_one_crossing, oracle, student, unwrap
 
 dpo = student("week7.dpo")
 
@@ -72,8 +72,8 @@ def test_sequence_logps_sums_over_tokens():
     mask[0, 1:] = True
     mask[1, 4:7] = True
     mask[2, 8] = True
-    counts = mask[:, 1:].sum(-1).to(torch.float32)
-    check.close(dpo.sequence_logps(logits, labels, mask), -counts * math.log(V), hint="mean_not_sum")
+    check.close(dpo.sequence_logps(logits, labels, mask), -mask[:, 1:].sum(-1).to(torch.float32) * math.log(V),
+                hint="mean_not_sum")
 
 
 @pytest.mark.points(2)
@@ -93,16 +93,20 @@ def test_sequence_logps_on_tiny_llama_logits():
     mask = torch.zeros(3, 12, dtype=torch.bool)
     for b, n in enumerate(prompt_lengths):
         mask[b, n:] = True
-    hf_labels = torch.where(mask, ids, torch.full_like(ids, -100))
     with torch.no_grad():
-        result = model(ids, labels=hf_labels)
-    logits = result.logits
+        logits = model(ids).logits
     out = dpo.sequence_logps(logits, ids, mask)
     check.close(out, loop_logps(logits, ids, mask), hint="no_shift")
     # transformers shifts internally and averages over the counted tokens of the batch.
-    n_tokens = mask[:, 1:].sum()
-    check.close(-out.sum() / n_tokens, result.loss, hint="no_shift",
-                what="-(sum of sequence_logps) / tokens, vs the model's own LM loss")
+    check.close(-out.sum(), oracle(lm_loss_sum, model, ids, mask), hint="no_shift",
+                what="-(sum of sequence_logps), vs the model's own LM loss times the number of counted tokens")
+
+
+def lm_loss_sum(model, ids, mask):
+    """transformers' mean LM loss over the counted tokens, times their number (only through oracle(...))."""
+    with torch.no_grad():
+        loss = model(ids, labels=torch.where(mask, ids, torch.full_like(ids, -100))).loss
+    return loss * mask[:, 1:].sum()
 
 
 # --- dpo_loss ------------------------------------------------------------------------------
@@ -151,6 +155,14 @@ def test_rewards_are_detached_beta_log_ratios():
                hint="rewards_not_detached")
 
 
+def policy_gradients(pc, pr, rc, rr, beta, eps):
+    """d(weight * loss) / d(policy log-probs), with with_grad's fixed weight (only through oracle(...))."""
+    want = [t.detach().clone().requires_grad_(True) for t in (pc, pr)]
+    loss = dpo_oracle(want[0], want[1], rc.detach(), rr.detach(), beta, eps)
+    weight = torch.randn(loss.shape, generator=torch.Generator().manual_seed(0), dtype=loss.dtype)
+    return torch.autograd.grad((loss * weight).sum(), want)
+
+
 @pytest.mark.points(3)
 @pytest.mark.parametrize("beta,eps", [(0.1, 0.0), (0.4, 0.2)])
 def test_gradients_flow_only_into_the_policy(beta, eps):
@@ -158,10 +170,7 @@ def test_gradients_flow_only_into_the_policy(beta, eps):
     # the gradients come out of the call itself: d(w * loss) for a fixed random weight w
     got = list(dpo.dpo_loss.with_grad(pc, pr, rc, rr, beta=beta, label_smoothing=eps).inputs.values())
     check.equal(len(got), 4, what="number of log-prob inputs given to dpo_loss")
-    want = [t.detach().clone().requires_grad_(True) for t in (pc, pr)]
-    loss = dpo_oracle(want[0], want[1], rc.detach(), rr.detach(), beta, eps)
-    weight = torch.randn(loss.shape, generator=torch.Generator().manual_seed(0), dtype=loss.dtype)
-    grads = torch.autograd.grad((loss * weight).sum(), want)
+    grads = oracle(policy_gradients, pc, pr, rc, rr, beta, eps)
     check.close(got[0], grads[0], what="d loss / d policy_chosen_logps", hint="beta_outside_sigmoid")
     check.close(got[1], grads[1], what="d loss / d policy_rejected_logps", hint="beta_outside_sigmoid")
     for name, g in (("ref_chosen_logps", got[2]), ("ref_rejected_logps", got[3])):
@@ -196,8 +205,8 @@ def test_dpo_loss_is_finite_for_huge_margins():
 @pytest.mark.parametrize("beta", [0.1, 1.0])
 def test_ipo_loss(beta):
     pc, pr, rc, rr = logps_batch(seed=70, scale=2.0)
-    z = (pc - rc) - (pr - rr)
-    check.close(dpo.ipo_loss(pc, pr, rc, rr, beta=beta), ((z - 1 / (2 * beta)) ** 2).mean(), hint="sign_flipped")
+    check.close(dpo.ipo_loss(pc, pr, rc, rr, beta=beta), ((((pc - rc) - (pr - rr)) - 1 / (2 * beta)) ** 2).mean(),
+                hint="sign_flipped")
 
 
 @pytest.mark.points(2)
@@ -206,16 +215,16 @@ def test_simpo_loss(beta, gamma):
     pc, pr, _, _ = logps_batch(seed=80)
     lc = torch.tensor([5.0, 12.0, 3.0, 30.0])
     lr = torch.tensor([9.0, 4.0, 3.0, 17.0])
-    expected = -F.logsigmoid(beta * pc / lc - beta * pr / lr - gamma).mean()
-    check.close(dpo.simpo_loss(pc, pr, lc, lr, beta=beta, gamma=gamma), expected, hint="sign_flipped")
+    check.close(dpo.simpo_loss(pc, pr, lc, lr, beta=beta, gamma=gamma),
+                -F.logsigmoid(beta * pc / lc - beta * pr / lr - gamma).mean(), hint="sign_flipped")
 
 
 @pytest.mark.points(1)
 def test_simpo_loss_is_finite_for_huge_margins():
     pc, pr = torch.tensor([-900.0, -2.0]), torch.tensor([-1.0, -2.0])
     lens = torch.tensor([1.0, 1.0])
-    expected = -F.logsigmoid(1.0 * pc / lens - 1.0 * pr / lens - 0.5).mean()
-    check.close(dpo.simpo_loss(pc, pr, lens, lens, beta=1.0, gamma=0.5), expected, hint="unstable_logsigmoid")
+    check.close(dpo.simpo_loss(pc, pr, lens, lens, beta=1.0, gamma=0.5),
+                -F.logsigmoid(1.0 * pc / lens - 1.0 * pr / lens - 0.5).mean(), hint="unstable_logsigmoid")
 
 
 # --- one DPO step --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from graders import check, fixtures, in_one_crossing, student, unwrap
+from graders import check, fixtures, in_one_crossing, oracle, student, unwrap
 
 lora = student("week7.lora")
 quantization = student("week5.quantization")
@@ -56,6 +56,7 @@ def sgd_step(params, lr):
 
 
 def lora_oracle(x, weight, bias, A, B, alpha, r):
+    """The closed form (used inline in checks: never run in the sandbox)."""
     return F.linear(x, weight, bias) + (alpha / r) * (x @ A.T @ B.T)
 
 
@@ -105,7 +106,7 @@ def lora_modules(model):
 def test_fresh_layer_gives_the_base_output():
     base = make_linear(12, 7, seed=1)
     x = randn(2, 3, 12, seed=2)
-    expected = F.linear(x, base.weight.detach().clone(), base.bias.detach().clone())
+    expected = oracle(F.linear, x, base.weight.detach().clone(), base.bias.detach().clone())
     layer = lora.LoRALinear(base, r=4, alpha=8.0)
     check.close(layer(x), expected, hint="b_random_init")
 
@@ -177,10 +178,11 @@ def _fit_a_rank_two_update():
 @pytest.mark.points(2)
 def test_training_moves_only_the_adapters():
     """Fit a rank-2 change of the base weight; the loss falls and the base never moves."""
-    frozen = make_linear(8, 6, seed=5)
     losses, weight, bias = in_one_crossing(lora, _fit_a_rank_two_update)
-    check.close(weight, frozen.weight.detach(), hint="base_trainable", what="base weight after training")
-    check.close(bias, frozen.bias.detach(), hint="base_trainable", what="base bias after training")
+    # the base as it was made (the same seeded layer, made again)
+    check.close(weight, make_linear(8, 6, seed=5).weight.detach(), hint="base_trainable",
+                what="base weight after training")
+    check.close(bias, make_linear(8, 6, seed=5).bias.detach(), hint="base_trainable", what="base bias after training")
     # The reference cuts the loss ~1e5-fold on this toy problem; 10x leaves a wide margin
     # for any correct implementation and any draw of A (deterministic: fixed seeds).
     check.that(losses[-1] < losses[0] / 10,
@@ -205,16 +207,20 @@ def _merge(x):
         }
 
 
+def merged_weight():
+    """W + (alpha / r) B A for _merge's layer (called only through oracle(...))."""
+    base = make_linear(11, 7, seed=9)
+    A, B = randn(4, 11, seed=30, scale=0.3), randn(7, 4, seed=31, scale=0.3)  # what set_adapters gives
+    return base.weight.detach() + (12.0 / 4) * B @ A
+
+
 @pytest.mark.points(3)
 def test_merge_returns_an_equivalent_new_linear():
     x = randn(5, 11, seed=31)
     got = in_one_crossing(lora, _merge, x)
-    base = make_linear(11, 7, seed=9)
-    A, B = randn(4, 11, seed=30, scale=0.3), randn(7, 4, seed=31, scale=0.3)  # what set_adapters gives
     check.that(got["new_linear"], f"merge() should return a new nn.Linear, got {got['type']}")
     check.close(got["output"], got["before"], hint="merge_forgets_scale", what="merged layer output")
-    check.close(got["weight"], base.weight.detach() + (12.0 / 4) * B @ A,
-                hint="merge_forgets_scale", what="merged weight")
+    check.close(got["weight"], oracle(merged_weight), hint="merge_forgets_scale", what="merged weight")
     check.close(got["after"], got["before"], what="the LoRA layer's output after merge() (it must not change)")
     check.that(not got["shares_a_parameter"],
                "the merged weight must be a new tensor, not one of this layer's parameters")
@@ -224,7 +230,7 @@ def test_merge_returns_an_equivalent_new_linear():
 def test_dropout_touches_only_the_adapter_input():
     base = make_linear(10, 4, seed=11)
     x = randn(6, 10, seed=12)
-    expected = F.linear(x, base.weight.detach().clone(), base.bias.detach().clone())
+    expected = oracle(F.linear, x, base.weight.detach().clone(), base.bias.detach().clone())
     layer = lora.LoRALinear(base, r=2, alpha=2.0, dropout=0.5)
     layer.train()
     check.close(layer(x), expected, hint="b_random_init",
@@ -239,8 +245,9 @@ def test_dropout_touches_only_the_adapter_input():
 def test_keeps_dtype_and_works_without_bias():
     base = make_linear(6, 3, seed=14, bias=False, dtype=torch.float64)
     layer = lora.LoRALinear(base, r=2, alpha=3.0)
-    check.that(layer.A.dtype == torch.float64 and layer.B.dtype == torch.float64,
-               f"A and B should take the base weight's dtype (float64), got {layer.A.dtype}, {layer.B.dtype}")
+    dtypes = layer.A.dtype, layer.B.dtype  # read outside the check: the sandbox does not evaluate its arguments
+    check.that(dtypes == (torch.float64, torch.float64),
+               f"A and B should take the base weight's dtype (float64), got {dtypes[0]}, {dtypes[1]}")
     A, B = set_adapters(layer, seed=15)
     x = randn(2, 6, seed=16, dtype=torch.float64)
     check.close(layer(x), lora_oracle(x, base.weight.detach(), None, A, B, 3.0, 2),
@@ -267,50 +274,70 @@ def _inject(model, targets, r, alpha):
                                      ["proj", "gate_proj"], ["lm_head", "k_proj"]])
 def test_inject_replaces_exactly_peft_targets_on_llama(targets):
     model = load_llama()
-    expected = peft_targets(model, targets)
-    shapes = {name: (m.in_features, m.out_features) for name, m in model.named_modules() if name in expected}
-    total_before = sum(p.numel() for p in model.parameters())
+    expected = oracle(peft_expectations, model, targets, 4)  # (targets, adapter parameters, all parameters before)
     got = in_one_crossing(lora, _inject, model, targets, 4, 8.0)
     check.that(got["in_place"], "inject_lora should modify the model in place and return it")
     adapted = set(got["adapted"])
-    check.that(adapted == expected, f"modules with LoRA adapters differ from peft's rule for {targets}:\n"
-               f"  missing {sorted(expected - adapted)[:4]}\n  unexpected {sorted(adapted - expected)[:4]}",
+    check.that(adapted == expected[0], f"modules with LoRA adapters differ from peft's rule for {targets}:\n"
+               f"  missing {sorted(expected[0] - adapted)[:4]}\n  unexpected {sorted(adapted - expected[0])[:4]}",
                hint="wrong_targets")
-    adapter = sum(4 * (i + o) for i, o in shapes.values())
-    check.equal(tuple(got["counts"]), (adapter, total_before + adapter),
+    check.equal(tuple(got["counts"]), (expected[1], expected[2] + expected[1]),
                 hint="base_trainable", what="trainable_parameters(model) after inject_lora")
-    check.equal(got["trainable_count"], adapter, hint="base_trainable",
+    check.equal(got["trainable_count"], expected[1], hint="base_trainable",
                 what="number of parameters with requires_grad=True after inject_lora")
+
+
+def peft_expectations(model, targets, r):
+    """peft's targets, the adapters' parameter count r * (in + out) summed over them, and the model's
+    parameter count before injection (called only through oracle(...), before inject_lora)."""
+    targeted = peft_targets(model, targets)
+    shapes = {name: (m.in_features, m.out_features) for name, m in model.named_modules() if name in targeted}
+    return targeted, sum(r * (i + o) for i, o in shapes.values()), sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.points(2)
 def test_injected_llama_starts_as_the_base_model():
     model = load_llama()
     ids = torch.randint(1, 512, (2, 10), generator=torch.Generator().manual_seed(17))
-    with torch.no_grad():
-        expected = model(ids).logits
-    lora.inject_lora(model, ["q_proj", "v_proj", "up_proj"], r=4, alpha=16.0)
-    with torch.no_grad():
-        got = model(ids).logits
+    expected = oracle(logits_of, model, ids)  # before the adapters go in
+    # inject_lora works in place on the test's model: inject and run it in one crossing
+    got = in_one_crossing(lora, _logits_after_inject, model, ids)
     check.close(got, expected, hint="b_random_init", what="logits right after inject_lora")
+
+
+def logits_of(model, ids):
+    """The model's logits (called only through oracle(...))."""
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def _logits_after_inject(model, ids):
+    unwrap(lora.inject_lora)(model, ["q_proj", "v_proj", "up_proj"], r=4, alpha=16.0)
+    with torch.no_grad():
+        return model(ids).logits
 
 
 @pytest.mark.points(2)
 def test_gpt2_conv1d_modules_are_left_alone():
     """GPT-2's c_attn / c_proj are Conv1D, not nn.Linear: only lm_head (an nn.Linear) matches."""
     model = load_gpt2()
-    types_before = {name: type(m).__name__ for name, m in model.named_modules()
-                    if name.endswith(("c_attn", "c_proj", "c_fc"))}
-    total_before = sum(p.numel() for p in model.parameters())  # the tied wte/lm_head counts once
+    before = oracle(conv1d_types_and_size, model)  # (Conv1D module types, parameter count), before inject_lora
     got = in_one_crossing(lora, _inject, model, ["c_attn", "c_proj", "lm_head"], 2, 4.0)
     check.that(got["adapted"] == ["lm_head"],
                f"only lm_head should get adapters, got {got['adapted'][:5]}", hint="wrong_targets")
-    changed = [n for n, t in types_before.items() if got["types"].get(n) != t]
+    changed = oracle(lambda: [n for n, t in before[0].items() if got["types"].get(n) != t])
     check.that(not changed, f"Conv1D modules must be left alone, but these changed: {changed[:4]}",
                hint="wrong_targets")
     adapter = 2 * (64 + 512)
-    check.equal(tuple(got["counts"]), (adapter, total_before + adapter),
+    check.equal(tuple(got["counts"]), (adapter, before[1] + adapter),
                 hint="base_trainable", what="trainable_parameters(gpt2) after inject_lora")
+
+
+def conv1d_types_and_size(model):
+    """The types of GPT-2's c_attn / c_proj / c_fc modules, and the model's parameter count (the tied
+    wte/lm_head counts once); called only through oracle(...)."""
+    types = {name: type(m).__name__ for name, m in model.named_modules() if name.endswith(("c_attn", "c_proj", "c_fc"))}
+    return types, sum(p.numel() for p in model.parameters())
 
 
 def _fine_tune_llama(ids):
@@ -404,8 +431,9 @@ def test_qlora_trains_only_the_adapters_and_stores_no_float_weight():
 def test_adapters_follow_the_base_device():
     base = make_linear(16, 8, seed=23).cuda()
     layer = lora.LoRALinear(base, r=4, alpha=8.0)
-    check.that(layer.A.device.type == "cuda" and layer.B.device.type == "cuda",
-               f"A and B should live on the base weight's device (cuda), got {layer.A.device}, {layer.B.device}")
+    devices = layer.A.device, layer.B.device  # read outside the check: the sandbox does not evaluate its arguments
+    check.that(devices[0].type == "cuda" and devices[1].type == "cuda",
+               f"A and B should live on the base weight's device (cuda), got {devices[0]}, {devices[1]}")
     A, B = set_adapters(layer, seed=24)
     x = randn(3, 16, seed=25).cuda()
     check.close(layer(x), lora_oracle(x, base.weight.detach(), base.bias.detach(), A, B, 8.0, 4),

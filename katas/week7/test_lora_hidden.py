@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from graders import check, in_one_crossing, reference, student, unwrap
+from graders import check, in_one_crossing, oracle, reference, student, unwrap
 
 pytestmark = pytest.mark.hidden
 
@@ -37,14 +37,15 @@ def linear(in_features, out_features, seed, bias=True):
     return layer
 
 
-def same_adapters(layers, seed):
-    r, n_in = layers[0].A.shape
-    n_out = layers[0].B.shape[0]
-    A, B = randn(r, n_in, seed=seed, scale=0.3), randn(n_out, r, seed=seed + 1, scale=0.3)
+def adapters(r, n_in, n_out, seed):
+    """A [r, in] and B [out, r]: made by the test, loaded into both layers."""
+    return randn(r, n_in, seed=seed, scale=0.3), randn(n_out, r, seed=seed + 1, scale=0.3)
+
+
+def set_adapters(layer, A, B):
     with torch.no_grad():
-        for layer in layers:
-            layer.A.copy_(A)
-            layer.B.copy_(B)
+        layer.A.copy_(A)
+        layer.B.copy_(B)
 
 
 def _merged_output(layer, x):
@@ -58,7 +59,11 @@ def _merged_output(layer, x):
 def test_forward_and_merge_on_fresh_layers(n_in, n_out, r, alpha, bias):
     seed = n_in * 100 + n_out
     ours, theirs = lora.LoRALinear(linear(n_in, n_out, seed, bias), r, alpha), model.LoRALinear(linear(n_in, n_out, seed, bias), r, alpha)
-    same_adapters([ours, theirs], seed + 7)
+    A, B = adapters(r, n_in, n_out, seed + 7)
+    set_adapters(ours, A, B)
+    with torch.no_grad():
+        theirs.A.copy_(A)
+        theirs.B.copy_(B)
     x = randn(2, 3, n_in, seed=seed + 9)
     check.close(ours(x), theirs(x), hint="scale_alpha_not_over_r")
     with torch.no_grad():
@@ -95,5 +100,9 @@ def test_qlora_on_a_fresh_layer():
     theirs = model.QLoRALinear(linear(128, 12, 77), r=4, alpha=16.0, block_size=32)
     x = randn(4, 128, seed=78)
     check.close(ours(x), theirs(x), hint="not_nf4", what="fresh QLoRA output")
-    same_adapters([ours, theirs], 79)
+    A, B = adapters(4, 128, 12, 79)
+    set_adapters(ours, A, B)
+    with torch.no_grad():
+        theirs.A.copy_(A)
+        theirs.B.copy_(B)
     check.close(ours(x), theirs(x), hint="not_nf4")

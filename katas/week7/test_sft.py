@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
-from graders import check, fixtures, student
+from graders import check, fixtures, oracle, student
 
 sft = student("week7.sft")
 
@@ -64,10 +64,9 @@ def test_response_ends_with_eos_when_it_fits(prompt, response, eos):
 @given(prompt=token_lists, response=token_lists, max_len=st.integers(1, 12))
 def test_truncation_keeps_the_start(prompt, response, max_len):
     ids, labels = sft.build_example(prompt, response, max_len, 1)
-    full_ids = prompt + response + [1]
-    full_labels = [-100] * len(prompt) + response + [1]
-    check.equal(list(ids), full_ids[:max_len], hint="eos_missing", what="truncated input_ids")
-    check.equal(list(labels), full_labels[:max_len], hint="prompt_not_masked", what="truncated labels")
+    check.equal(list(ids), (prompt + response + [1])[:max_len], hint="eos_missing", what="truncated input_ids")
+    check.equal(list(labels), ([-100] * len(prompt) + response + [1])[:max_len], hint="prompt_not_masked",
+                what="truncated labels")
 
 
 @pytest.mark.points(1)
@@ -99,9 +98,8 @@ def test_sft_loss_ignores_prompt_and_keeps_dtype():
     ids, labels = [3, 4, 5, 6, 7, 2], [-100, -100, -100, 6, 7, 2]
     logits = randn(1, 6, 11, seed=3, dtype=torch.float64)
     loss = sft.sft_loss(logits, torch.tensor([labels]))
-    targets = torch.tensor(labels[3:])  # predicted from positions 2, 3, 4
-    expected = F.cross_entropy(logits[0, 2:5], targets)
-    check.close(loss, expected, hint="no_shift")
+    # the targets labels[3:] are predicted from positions 2, 3, 4
+    check.close(loss, F.cross_entropy(logits[0, 2:5], torch.tensor(labels[3:])), hint="no_shift")
 
 
 @pytest.mark.points(2)
@@ -111,10 +109,14 @@ def test_loss_of_a_built_example_trains_exactly_the_response():
     ids, labels = sft.build_example(prompt, response, 32, eos)
     logits = randn(1, len(ids), 30, seed=4)
     loss = sft.sft_loss(logits, torch.tensor([labels]))
-    targets = torch.tensor(response + [eos])
-    # target j of the response is predicted by the logits at the position just before it
-    expected = F.cross_entropy(logits[0, len(prompt) - 1:len(prompt) - 1 + len(targets)], targets)
-    check.close(loss, expected, hint="labels_shifted_twice")
+    # target j of the response (and EOS) is predicted by the logits at the position just before it
+    check.close(loss, oracle(response_loss, logits, len(prompt), response + [eos]), hint="labels_shifted_twice")
+
+
+def response_loss(logits, n_prompt, targets):
+    """Cross-entropy of the targets, each from the logits just before it (only through oracle(...))."""
+    targets = torch.tensor(targets)
+    return F.cross_entropy(logits[0, n_prompt - 1:n_prompt - 1 + len(targets)], targets)
 
 
 # --- pack ----------------------------------------------------------------------------------
@@ -157,19 +159,27 @@ def test_pack_keeps_order_and_is_greedy(lengths, max_len, seed):
     sizes = [len(r["input_ids"]) for r in rows]
     check.that(all(0 < n <= max_len for n in sizes), f"row lengths {sizes} should be in 1..{max_len}",
                hint="packing_rule")
-    # Greedy: each row was closed only because the next example did not fit in it.
+    problem = oracle(greedy_packing_problem, sizes, examples, max_len)
+    check.that(problem is None, problem, hint="packing_rule")
+
+
+def greedy_packing_problem(sizes, examples, max_len):
+    """None when rows of these lengths hold whole examples, in order, each closed only because the
+    next example did not fit in it; else what is wrong (called only through oracle(...))."""
     starts, k = [], 0
     for n in sizes:
         starts.append(k)
         total = 0
-        while total < n:
+        while total < n and k < len(examples):
             total += len(examples[k][0])
             k += 1
-        check.that(total == n, f"rows must hold whole examples; row lengths {sizes}", hint="packing_rule")
+        if total != n:
+            return f"rows must hold whole examples; row lengths {sizes}"
     for row, nxt in zip(sizes, starts[1:]):
-        check.that(row + len(examples[nxt][0]) > max_len,
-                   f"row of length {row} was closed although the next example (length "
-                   f"{len(examples[nxt][0])}) fits in max_len={max_len}", hint="packing_rule")
+        if row + len(examples[nxt][0]) <= max_len:
+            return (f"row of length {row} was closed although the next example (length "
+                    f"{len(examples[nxt][0])}) fits in max_len={max_len}")
+    return None
 
 
 @pytest.mark.points(1)
@@ -217,15 +227,15 @@ def test_packed_rows_compute_what_each_example_computes_alone(seed):
             k += 1
         check.equal(row["position_ids"], torch.cat([torch.arange(len(ids)) for ids, _ in parts]),
                     hint="positions_not_reset", what="position_ids")
-        mask = row["attention_mask"]
-        check.that(mask.dtype == torch.bool and tuple(mask.shape) == (n, n),
-                   f"attention_mask should be bool [{n}, {n}], got {mask.dtype} {list(mask.shape)}")
+        mask, size = row["attention_mask"], len(row["input_ids"])
+        check.that(mask.dtype == torch.bool and tuple(mask.shape) == (size, size),
+                   f"attention_mask should be bool [{size}, {size}], got {mask.dtype} {list(mask.shape)}")
         packed = model(row["input_ids"], row["position_ids"], mask)
-        alone = torch.cat([model.alone(ids) for ids, _ in parts])
-        check.close(packed, alone, hint="packing_leaks_attention",
-                    what="toy-LM logits of the packed row vs each example alone")
-        packed_loss = shifted_cross_entropy(alone, row["labels"], reduction="sum")
-        alone_loss = sum(shifted_cross_entropy(model.alone(ids), torch.tensor(labels), reduction="sum")
-                         for ids, labels in parts)
+        check.close(packed, oracle(lambda: torch.cat([model.alone(ids) for ids, _ in parts])),
+                    hint="packing_leaks_attention", what="toy-LM logits of the packed row vs each example alone")
+        # (the toy LM's logits of the row equal each example's alone, checked just above)
+        packed_loss = shifted_cross_entropy(packed, row["labels"], reduction="sum")
+        alone_loss = oracle(lambda: sum(shifted_cross_entropy(model.alone(ids), torch.tensor(labels), reduction="sum")
+                                        for ids, labels in parts))
         check.close(packed_loss, alone_loss, hint="packing_leaks_loss",
                     what="summed token loss of the packed row vs the examples' own losses")

@@ -55,10 +55,10 @@ def test_pack_on_fresh_examples(seed, max_len):
     examples = [as_example(p, r, max_len) for p, r in random_examples(10, seed)]
     rows, want = sft.pack(examples, max_len), model.pack(examples, max_len)
     check.equal(len(rows), len(want), hint="packing_rule", what="number of rows")
-    for i, (row, expected) in enumerate(zip(rows, want)):
-        check.equal(row["input_ids"], expected["input_ids"], hint="packing_rule", what=f"rows[{i}]['input_ids']")
-        check.equal(row["labels"], expected["labels"], hint="packing_leaks_loss", what=f"rows[{i}]['labels']")
-        check.equal(row["position_ids"], expected["position_ids"], hint="positions_not_reset",
+    for i, row in enumerate(rows):
+        check.equal(row["input_ids"], want[i]["input_ids"], hint="packing_rule", what=f"rows[{i}]['input_ids']")
+        check.equal(row["labels"], want[i]["labels"], hint="packing_leaks_loss", what=f"rows[{i}]['labels']")
+        check.equal(row["position_ids"], want[i]["position_ids"], hint="positions_not_reset",
                     what=f"rows[{i}]['position_ids']")
-        check.equal(row["attention_mask"], expected["attention_mask"], hint="packing_leaks_attention",
+        check.equal(row["attention_mask"], want[i]["attention_mask"], hint="packing_leaks_attention",
                     what=f"rows[{i}]['attention_mask']")

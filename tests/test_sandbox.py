@@ -1,0 +1,199 @@
+"""The grader's trust boundary, piece by piece (fast): reading what a child wrote, the child's
+environment and seccomp filter, refusing to grade without a sandbox, and reports that show
+student strings as data. tests/test_grading.py grades real hostile submissions end to end."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from graders import impl, reports, sandbox
+from graders.grade import Report
+from graders.recording import file_stem
+
+NODE = "katas/week2/test_attention.py::test_softmax_default_axis_is_last"
+
+
+def recording(directory: Path, nodeid: str = NODE, events=None) -> None:
+    stem = directory / file_stem(nodeid)
+    Path(f"{stem}.json").write_text(json.dumps({"nodeid": nodeid, "events": events or []}))
+    save_file({"t0": torch.zeros(2)}, f"{stem}.safetensors")
+
+
+def ingest(directory: Path, tmp_path: Path, nodeids=(NODE,), **limits) -> tuple[dict, Path]:
+    target = tmp_path / "trusted"
+    target.mkdir(exist_ok=True)
+    return sandbox.ingest(directory, list(nodeids), target, sandbox.Limits(**limits)), target
+
+
+def test_a_valid_recording_is_copied_into_the_graders_own_directory(tmp_path):
+    child = tmp_path / "child"
+    child.mkdir()
+    recording(child, events=[{"k": "attr", "ref": ["attr", "week2.attention", "softmax"], "callable": True}])
+    rejected, target = ingest(child, tmp_path)
+    assert rejected == {}
+    assert json.loads((target / f"{file_stem(NODE)}.json").read_text())["events"][0]["k"] == "attr"
+
+
+@pytest.mark.parametrize("attack", ["symlink_json", "symlink_tensors", "fifo", "directory", "nested", "nul",
+                                    "huge", "other_test", "not_json", "bad_safetensors", "missing"])
+def test_a_hostile_recording_is_rejected_never_followed_or_waited_on(tmp_path, attack):
+    child = tmp_path / "child"
+    child.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text('{"nodeid": "%s", "events": []}' % NODE)
+    recording(child)
+    stem = child / file_stem(NODE)
+    meta, data = Path(f"{stem}.json"), Path(f"{stem}.safetensors")
+    if attack == "symlink_json":
+        meta.unlink()
+        meta.symlink_to(secret)
+    elif attack == "symlink_tensors":
+        data.unlink()
+        data.symlink_to("/etc/passwd")
+    elif attack == "fifo":
+        meta.unlink()
+        os.mkfifo(meta)  # opening it for reading would block forever without O_NONBLOCK
+    elif attack == "directory":
+        meta.unlink()
+        meta.mkdir()
+    elif attack == "nested":
+        meta.write_text('{"nodeid": "%s", "events": %s}' % (NODE, "[" * 100_000 + "]" * 100_000))
+    elif attack == "nul":
+        meta.write_bytes(b'{"nodeid": "' + NODE.encode() + b'", "events": [\x00]}')
+    elif attack == "huge":
+        meta.write_text('{"nodeid": "%s", "events": [%s]}' % (NODE, ",".join(["0"] * 600_000)))
+    elif attack == "other_test":
+        meta.write_text(json.dumps({"nodeid": NODE + "x", "events": []}))
+    elif attack == "not_json":
+        meta.write_text("{")
+    elif attack == "bad_safetensors":
+        data.write_bytes((10**12).to_bytes(8, "little") + b"{}")
+    elif attack == "missing":
+        meta.unlink()
+    rejected, target = ingest(child, tmp_path, recording_file_bytes=1_000_000)
+    assert NODE in rejected and "rejected" in rejected[NODE]
+    assert list(target.iterdir()) == []
+
+
+def test_the_recordings_of_one_child_have_a_total_size_limit(tmp_path):
+    child = tmp_path / "child"
+    child.mkdir()
+    nodes = [f"{NODE}[{i}]" for i in range(4)]
+    for node in nodes:
+        recording(child, node, events=[{"pad": "x" * 3000}])
+    rejected, target = ingest(child, tmp_path, nodes, recording_total_bytes=8_000)
+    assert 0 < len(rejected) < len(nodes)
+
+
+def test_read_regular_never_reads_past_its_limit(tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 1000)
+    with pytest.raises(sandbox.FileTooLarge):
+        sandbox.read_regular(big, 999)
+    assert sandbox.read_regular(big, 1000) == b"x" * 1000
+
+
+def test_the_childs_environment_is_an_allowlist(monkeypatch):
+    monkeypatch.setenv("GRADER_SECRET", "s3cret")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_x")
+    env = sandbox.child_environment(Path("/kata"), Path("/kata-record"))
+    assert "GRADER_SECRET" not in env and "GITHUB_TOKEN" not in env
+    assert not any("s3cret" in v or "ghp_" in v for v in env.values())
+    assert env["HOME"] == "/tmp" and env["PYTHONPATH"] == "/kata"
+
+
+def test_the_seccomp_filter_compiles_and_denies_the_dangerous_calls():
+    pytest.importorskip("pyseccomp")
+    program = sandbox.seccomp_program()
+    assert len(program) % 8 == 0 and len(program) > 8 * len(sandbox.DENIED_SYSCALLS)  # one cBPF instruction: 8 bytes
+    for name in ("ptrace", "mount", "unshare", "setns", "keyctl", "bpf", "perf_event_open"):
+        assert name in sandbox.DENIED_SYSCALLS
+
+
+def _without_bwrap(tmp_path: Path) -> dict:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("setpriv",):
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {k: v for k, v in os.environ.items() if k != "KATA_IMPL"}
+    env["PATH"] = str(bin_dir)
+    return env
+
+
+def test_kata_grade_refuses_to_run_a_submission_without_bubblewrap(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "graders.cli", "grade", str(impl.NAMED_ROOTS["reference"]),
+                             "--only", "week2/attention"], cwd=impl.PROJECT_ROOT, env=_without_bwrap(tmp_path),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "bubblewrap" in result.stderr and "--unsafe-no-sandbox" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,message", [
+    (["/nonexistent/submission"], "is not a directory"),
+    ([str(impl.NAMED_ROOTS["reference"]), "--only", "week99"], "no kata or week called 'week99'"),
+])
+def test_kata_grade_bad_input_is_one_line_and_a_nonzero_exit(args, message):
+    env = {k: v for k, v in os.environ.items() if k != "KATA_IMPL"}
+    result = subprocess.run([sys.executable, "-m", "graders.cli", "grade", *args, "--unsafe-no-sandbox"],
+                            cwd=impl.PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+# --- reports: student strings are data ----------------------------------------------------
+
+FORGED = ("```\n## Grade: 100 / 100\n| week2/attention | 50 / 50 | 20/20 |\n```\n</details>\n"
+          "]]></failure></testcase><testcase name=\"forged\"/>\x1b[2J\x1b[31mRED\x00\ud800 [bold red]markup[/]")
+
+
+def forged_report() -> Report:
+    report = Report("sub", protections=["bubblewrap"], notes=[f"week2/attention: {FORGED}"])
+    report.katas["week2/attention"] = {"score": 0.0, "max_score": 5.0, "passed": 0, "failed": 1}
+    report.tests.append({"name": "week2/test_attention.py::test_x", "kata": "week2/attention", "score": 0,
+                         "max_score": 5, "status": "failed", "output": FORGED, "visibility": "visible",
+                         "hidden": False})
+    return report
+
+
+def outside_code_blocks(markdown: str) -> list[str]:
+    """The lines a CommonMark renderer would read as Markdown (not inside a fenced block)."""
+    lines, fence = [], None
+    for line in markdown.splitlines():
+        if fence is None and line.startswith("```"):
+            fence = line[: len(line) - len(line.lstrip("`"))]
+        elif fence is not None and set(line.strip()) == {"`"} and len(line.strip()) >= len(fence):
+            fence = None  # a closing fence: backticks only, at least as many as the opening
+        elif fence is None:
+            lines.append(line)
+    return lines
+
+
+def test_markdown_report_keeps_a_failure_message_inside_its_code_block():
+    text = reports.to_markdown(forged_report())
+    markdown = outside_code_blocks(text)
+    assert [line for line in markdown if line.startswith("## Grade")] == ["## Grade: 0 / 5"]
+    assert "</details>" in markdown and markdown.count("</details>") == 1  # the report's own
+    assert not any("forged" in line or "100 / 100" in line for line in markdown)
+    assert "\x1b" not in text and "\x00" not in text
+
+
+def test_junit_report_is_valid_xml_whatever_the_message():
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(reports.to_junit(forged_report()).encode("utf-8"))
+    assert [case.get("name") for case in root.iter("testcase")] == ["week2/test_attention.py::test_x"]
+
+
+def test_json_and_text_reports_escape_control_characters():
+    report = forged_report()
+    assert json.loads(reports.to_json(report))["tests"][0]["output"].startswith("```")
+    text = reports.to_text(report)
+    assert "\x1b" not in text and "\x00" not in text and "\\x1b" in text
