@@ -415,9 +415,21 @@ class StudentModule:
             if event.get("callable"):
                 return recording.ReplayCallable(["f", self._dotted, name], name, self)
             return self._decode(rec, event["r"])
+        importing = f"import {self._dotted}"  # a module whose import hung is not imported again
         try:
-            with self._guarded("*"):  # the module's own code runs as it is imported
-                module = self.implementation.import_module(self._dotted)
+            problem = recording.calling(importing)
+            if problem:
+                raise impl.ImplementationError(problem.replace(f"your `{importing}`",
+                                                               f"importing {self.implementation.display_path(self._dotted)}"))
+            try:
+                with self._guarded("*"):  # the module's own code runs as it is imported
+                    module = self.implementation.import_module(self._dotted)
+            except impl.ImplementationError as exc:
+                if "Timeout (>" in str(exc):  # pytest-timeout stopped the import
+                    recording.interrupted_by_timeout(importing)
+                raise
+            finally:
+                recording.calling(None)
             if not hasattr(module, name):
                 kind = "CONSTANT" if name.isupper() else "CLASS" if name[:1].isupper() else "FUNCTION"
                 raise impl.ImplementationError(

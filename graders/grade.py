@@ -1,14 +1,17 @@
 """`kata grade`: score a submission without ever running its code in the grader's process.
 
-1. Build a sandbox (graders.sandbox) and run the trusted tests there against the
-   submission, recording every crossing into student code. If the child dies (a crash,
-   `os._exit`, the memory limit), run it again for the tests it had not reached; a kata
-   that kills the child twice has its remaining tests marked as crashed.
+1. Record: for each kata, run its public tests, then its hidden tests, in sandboxed
+   children (graders.sandbox) against the submission, recording every crossing into
+   student code. A test that hangs or kills the child costs that test: the child is started
+   again past it, and a function that hung is not called again in that kata. Throughput
+   tests are then timed by the grader itself (graders.timing). The recordings are checked
+   and copied into the grader's own directory (sandbox.ingest).
 2. Replay: run the same trusted tests here, in record/replay mode, answering student calls
-   from the recording; the real assertions, the reference and hidden expected values run
-   only here. This run's results are the score.
+   from the recording; the real assertions, oracles, the reference and hidden expected
+   values run only here. This run's results are the score.
 3. Report: per test (name, score, max_score, status, output, visibility — close to
-   Gradescope's results.json), per kata and per week, as text, JSON, Markdown or JUnit XML.
+   Gradescope's results.json), per kata and per week, as text, JSON, Markdown or JUnit XML
+   (graders.reports).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class Report:
         return {"score": self.score, "max_score": self.max_score, "submission": self.submission,
                 "tests": self.tests, "katas": self.katas, "weeks": self.weeks(),
                 "sandbox": {"protections": self.protections,
-                            "note": "throughput tests time student code inside the sandbox"},
+                            "note": "throughput tests are timed by the grader: CPU time of separate sandboxed runs"},
                 "notes": self.notes}
 
 
@@ -147,7 +150,8 @@ def _record_group(tree, course, kata, files, visibility, hidden, limits, iso, un
         spec = sandbox.ChildSpec(tree, tests, relative, recordings, uid, hidden, sorted(finished | set(failed)),
                                  sorted({f for f in budget.hung if f}), limits.test_seconds,
                                  limits.short_test_seconds if spent else None,
-                                 max(0, limits.timeouts_per_kata - budget.used_timeouts), limits.short_test_seconds)
+                                 max(0, limits.timeouts_per_kata - budget.used_timeouts), limits.short_test_seconds,
+                                 no_processes=bool(kata.forbidden))
         run = sandbox.run_child(spec, limits, timeouts, unsafe)
         finished.update(run.finished)
         budget.hung += run.hung_functions

@@ -150,7 +150,9 @@ def _thread_ids() -> set[str]:
 
 _SPAWNERS = (("_thread", "start_new_thread"), ("_thread", "start_joinable_thread"), ("threading", "_start_new_thread"),
              ("threading", "_start_joinable_thread"), ("os", "fork"), ("os", "forkpty"), ("os", "posix_spawn"),
-             ("os", "posix_spawnp"), ("os", "system"), ("os", "popen"), ("_posixsubprocess", "fork_exec"))
+             ("os", "posix_spawnp"), ("os", "system"), ("os", "popen"), ("_posixsubprocess", "fork_exec"),
+             ("posix", "fork"), ("posix", "forkpty"), ("posix", "posix_spawn"), ("posix", "posix_spawnp"),
+             ("posix", "system"))
 
 
 @contextlib.contextmanager

@@ -341,7 +341,7 @@ DENIED_SYSCALLS = (
 
 
 @functools.cache
-def seccomp_program(no_spawn: bool = False) -> bytes:
+def seccomp_program(no_spawn: bool = False, no_processes: bool = False) -> bytes:
     """The compiled (cBPF) filter bubblewrap installs in the child, made with libseccomp.
     `no_spawn` (timing runs): no new threads or processes either, so that nothing runs
     beside the measured work."""
@@ -364,6 +364,10 @@ def seccomp_program(no_spawn: bool = False) -> bytes:
     else:
         for flag in (0x10000000, 0x20000000, 0x40000000, 0x08000000, 0x04000000, 0x00020000, 0x02000000, 0x00000080):
             rules.add_rule(seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+        if no_processes:  # katas with forbidden APIs: threads (refused at run time too) but no processes
+            for name in ("fork", "vfork"):
+                rules.add_rule(seccomp.ERRNO(errno.EPERM), name)
+            rules.add_rule(seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, 0x00010000, 0))
     with tempfile.TemporaryFile() as out:
         rules.export_bpf(out)
         out.seek(0)
@@ -451,6 +455,7 @@ class ChildSpec:
     timeout_budget: int = 2  # timeouts left before the child itself shortens every test's timeout
     short_seconds: float = 10.0
     timing_fd: int | None = None  # a timing run (graders.timing): the pipe it reads its side from
+    no_processes: bool = False  # the kata forbids APIs: student code may not start processes
 
 
 def _command(spec: ChildSpec, iso: Isolation, control_fd: int, seccomp_fd: int | None) -> tuple[list[str], Path]:
@@ -577,7 +582,7 @@ def run_child(spec: ChildSpec, limits: Limits, timeouts: dict[str, float], unsaf
     seccomp_file = None
     if iso.sandboxed:
         seccomp_file = tempfile.TemporaryFile(dir=spec.tree.work)
-        seccomp_file.write(seccomp_program())
+        seccomp_file.write(seccomp_program(no_processes=spec.no_processes))
         seccomp_file.seek(0)
     command, _ = _command(spec, iso, write_end, seccomp_file.fileno() if seccomp_file else None)
     env = child_environment(INSIDE if iso.sandboxed else _unsafe_root(spec),
@@ -601,7 +606,11 @@ def run_child(spec: ChildSpec, limits: Limits, timeouts: dict[str, float], unsaf
     run = ChildRun(None)
     running: str | None = None
     calling: str | None = None
+    started: set[str] = set()  # a test starts once: a forged "started" cannot buy more time
     deadline = time.monotonic() + 120.0  # collection and imports (torch) before the first test
+    # However the child talks, it cannot outlive every test's own limit, plus start-up.
+    final = time.monotonic() + 120.0 + sum(min(s, spec.cap_seconds or s) + limits.grace_seconds
+                                           for n, s in timeouts.items() if n not in spec.deselect)
     while True:
         try:
             line = lines.get(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
@@ -619,11 +628,14 @@ def run_child(spec: ChildSpec, limits: Limits, timeouts: dict[str, float], unsaf
                 continue
             kind = message["e"]
             if kind == "started":
+                if message["id"] in started:
+                    continue
+                started.add(message["id"])
                 running, calling = message["id"], None
                 limit = timeouts[running]
                 if spec.cap_seconds or len(run.hung_functions) >= spec.timeout_budget:
                     limit = min(limit, spec.cap_seconds or spec.short_seconds)
-                deadline = time.monotonic() + limit + limits.grace_seconds
+                deadline = min(final, time.monotonic() + limit + limits.grace_seconds)
             elif kind == "call":
                 calling = message["f"]
             elif kind == "timeout":
@@ -632,7 +644,7 @@ def run_child(spec: ChildSpec, limits: Limits, timeouts: dict[str, float], unsaf
             elif kind == "finished" and message["id"] == running:
                 run.finished.append(running)
                 running, calling = None, None
-                deadline = time.monotonic() + 60.0  # between tests: teardown, the next setup
+                deadline = min(final, time.monotonic() + 60.0)  # between tests: teardown, the next setup
             continue
         if time.monotonic() > deadline:
             _kill(process, spec.uid if iso.drop_to_uid else None)

@@ -67,6 +67,7 @@ _NAMESPACE = "reads a namespace as a dict"
 _CODE = "runs code the scan cannot read"
 _THREADS = "runs work on another thread or process, where the guard does not look"
 _REWRITE = "can rewrite the grader or torch at run time"
+_LATER = "runs code later, outside the call the guard watches"
 
 # Modules and functions, as dotted names (a module also covers everything inside it).
 _DYNAMIC_APIS = {
@@ -93,6 +94,14 @@ _DYNAMIC_APIS = {
     "pytest": _REWRITE, "_pytest": _REWRITE, "unittest.mock": _REWRITE, "mock": _REWRITE,
     "sys.settrace": _REWRITE, "sys.setprofile": _REWRITE, "sys.addaudithook": _REWRITE,
     "sys.monitoring": _REWRITE, "torch.overrides": _REWRITE, "torch.library": _REWRITE,
+    # Frames reached through tracebacks, and code that runs later, outside the guarded call:
+    "traceback": _NAMESPACE, "inspect.getargvalues": _NAMESPACE, "inspect.getframeinfo": _NAMESPACE,
+    "gc.callbacks": _LATER, "weakref": _LATER,
+    "atexit": _LATER, "signal": _LATER, "sys.excepthook": _LATER, "sys.unraisablehook": _LATER,
+    "threading.excepthook": _LATER,
+    # The process layer under os, and loaders that run whatever a pickle names:
+    "posix": _THREADS, "nt": _THREADS, "_posixsubprocess": _THREADS, "torch.load": _CODE,
+    "numpy.load": _CODE, "torch.serialization": _CODE, "joblib": _CODE,
 }
 
 # Builtins that read or run names as data. getattr & co. are fine when called with a constant
@@ -108,7 +117,7 @@ _NAMESPACE_ATTRS = {
     "__self__", "__wrapped__", "__loader__", "__spec__", "__import__", "__reduce__",
     "__reduce_ex__", "__defaults__", "__kwdefaults__",
     "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "tb_frame", "gi_frame",
-    "cr_frame", "ag_frame",
+    "cr_frame", "ag_frame", "__traceback__", "tb_next", "__del__",
 }
 # Attribute access by name, called by hand: allowed on the student's own object only.
 _ACCESSOR_DUNDERS = {"__getattribute__", "__getattr__", "__setattr__", "__delattr__"}

@@ -99,7 +99,7 @@ def assert_speedup(candidate: Callable[[], object], baseline: Callable[[], objec
     timing = measure(candidate, baseline, **options)
     if timing.speedup < at_least:
         _fail(f"{what} is {timing.speedup:.2f}x as fast as its baseline; it should be at least {at_least:g}x "
-              f"(medians: {timing.candidate * 1e3:.2f} ms vs {timing.baseline * 1e3:.2f} ms, same run)",
+              f"(per call: {timing.candidate * 1e3:.2f} ms vs {timing.baseline * 1e3:.2f} ms, measured together)",
               None, hint)
     return timing
 
@@ -113,6 +113,6 @@ def assert_within(candidate: Callable[[], object], baseline: Callable[[], object
     slowdown = timing.candidate / timing.baseline
     if slowdown > factor:
         _fail(f"{what} is {slowdown:.1f}x slower than its baseline; the limit is {factor:g}x "
-              f"(medians: {timing.candidate * 1e3:.2f} ms vs {timing.baseline * 1e3:.2f} ms, same run)",
+              f"(per call: {timing.candidate * 1e3:.2f} ms vs {timing.baseline * 1e3:.2f} ms, measured together)",
               None, hint)
     return timing

@@ -17,7 +17,8 @@ rewrites it (an AST transform; the result is `ast.unparse`d) as follows:
 3. In `check.close(actual, expected, ...)` and `check.equal(actual, expected, ...)` the
    expected argument (the second positional one, or `expected=`) becomes `WITHHELD`;
    every other argument but the first (`what=`, `rtol=`, `atol=`, `reason=`,
-   `check_dtype=`) becomes `None`, except `hint=` when it is a string constant (kept).
+   `check_dtype=`) becomes `None`, except `hint=` when it is a string constant (kept);
+   `**options` is dropped. A check with `*args` is left alone (and fails the lint).
 4. In `check.that(condition, message, ...)` the condition becomes `True`, the message
    `""`, `about=` and any other argument `None` (a constant `hint=` is kept). In
    `check.raises(Exception, ...)` the exception stays (the sandbox must still catch it)
@@ -30,7 +31,8 @@ every student call survives the rewrite and no input is computed from what was r
 What the rewrite cannot see is an expected value computed *before* the check and bound to
 a name (`expected = F.scaled_dot_product_attention(q, k, v)`): that line stays. Hence the
 rules every kata test follows (`lint` below; `tests/test_withhold.py` applies it to every
-kata test file):
+kata test file, and, in the slow stage, records the reference with the stripped copies and
+replays the original tests from that recording):
 
 - An expected value bound to a name comes from `oracle(fn, ...)`, from a reference call
   (`model = reference("weekN.kata")`, then `model.f(...)`), or from indexing, attributes,
@@ -41,7 +43,12 @@ kata test file):
   iterated over by a loop that calls student code. In the sandbox it is a placeholder.
 - No student call (nor a read of a student object's attribute) happens inside
   `oracle(...)`, inside a check's stripped arguments, or inside an oracle helper: the
-  sandbox would not record it and the replay would find no answer.
+  sandbox would not record it and the replay would find no answer. An oracle helper is
+  used only through `oracle(...)` (elsewhere its body is gone).
+- A check's first argument is the student's value (what the test computes goes into the
+  expected argument); a helper that calls student code returns only the student's results;
+  an expected value handed to a helper that checks it is passed as `oracle(...)`. Hints
+  worked out from expected values are `hint=oracle(fn, ...)`.
 - Names in stripped arguments that are not withheld must be the student's own results
   (bound from a student call or a read of a student value), fixture data, or *inputs*:
   values that also flow into some student call. In a public test file a parameter, a
@@ -49,20 +56,27 @@ kata test file):
   student has the file); a hidden test file is in the sandbox, so there it is not:
   hidden expected values come from the reference or an oracle, never from a literal in
   a parametrize list or a module constant.
-- A binding that the lint cannot see to be an input can be marked `# withhold: input` on
-  its line; use it only for a value the student's code is given anyway.
+- A binding (or a helper's `return`) that the lint cannot see to be an input can be marked
+  `# withhold: input` on its line; use it only for a value the student's code is given
+  anyway, or one that student code computed out of the lint's sight.
+
+The lint reads the source, so it approximates: it tracks what each name is bound to
+(withheld, a student result, fixture data, a literal, a parameter, an input, or a
+computation), through helpers of the same file and the public file a hidden one imports
+from, and it treats attributes of the plain values student code returns (tensor and
+container attributes) as data. A class of the test's is code to it: a computation hidden
+inside its methods is the author's to keep out of the sandbox (write it as an oracle).
 - The names `oracle`, `check` and `WITHHELD` are never rebound in a test file.
 
-Hypothesis derives a test's examples from a digest of the test function's *source*; the
-stripped source differs, so the harness pins each hypothesis test's seed to its node id
-(`seed_hypothesis`) in record and replay mode, where both runs must draw the same examples.
+Hypothesis derives a derandomized test's examples from a digest of the test function's
+*source*; the stripped source differs, so `graders.plugin` digests the test's name and
+signature instead, and the recording run and the replay draw the same examples.
 """
 
 from __future__ import annotations
 
 import ast
 import copy
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,23 +317,6 @@ def strip_expected(source: str, filename: str = "<test>") -> str:
             ast.ImportFrom(module="graders", names=[ast.alias(name=WITHHELD_NAME)], level=0), anchor))
     ast.fix_missing_locations(tree)
     return ast.unparse(tree) + "\n"
-
-
-# --- hypothesis: the same examples from either source ---------------------------------------
-
-
-def seed_hypothesis(item) -> None:
-    """Pin a hypothesis test's seed to its node id (call before the test runs).
-
-    With `derandomize=True` hypothesis seeds each test from a digest of its source, which
-    the sandbox's stripped copy changes; a seed from the node id makes the recording run
-    and the replay draw the same examples. Harmless for tests without hypothesis.
-    """
-    function = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
-    if function is None or not hasattr(function, "hypothesis"):
-        return
-    function._hypothesis_internal_use_seed = int.from_bytes(
-        hashlib.sha256(item.nodeid.encode()).digest()[:16], "big")
 
 
 # --- the lint ----------------------------------------------------------------------------------
@@ -637,7 +634,6 @@ class _Function:
         self.module, self.node = module, node
         self.bindings: dict[str, list[_Binding]] = {}
         self.globals: set[str] = set()
-        self.problems: list[Problem] = []
         self._collect(node)
         a = node.args
         # what the callers in this file pass (see _Module.infer_parameters): a helper's `cache`
@@ -1275,6 +1271,8 @@ def _function_problems(fn: _Function) -> list[Problem]:
                     continue
                 if name in selectors and fn.name_category(name) <= frozenset("LPNSF"):
                     continue  # `want_grads[name]`: a key or index that only picks among expected values
+                if name in _expected_parameters(fn.module).get(fn.node.name, ()):
+                    continue  # a helper's expected parameter: its callers' arguments are checked instead
                 problem = _name_problem(fn, name, inputs, hidden and not label, f"check.{parts.kind}'s {which}")
                 if problem:
                     problems.append(Problem(expr.lineno, problem))
@@ -1314,7 +1312,10 @@ def _expected_parameters(module: _Module) -> dict[str, list[str]]:
     if hasattr(module, "_expected_parameters"):
         return module._expected_parameters
     module._expected_parameters = found = {}
+    called = {n.func.id for n in ast.walk(module.tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
     for name, node in module.functions.items():
+        if name.startswith("test_") or name not in called:
+            continue  # a test's parameters come from pytest, not from callers here
         fn = _Function(module, node)
         params = [a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]]
         inputs = _inputs(fn)
@@ -1345,7 +1346,10 @@ def _expected_handed_to_helpers(fn: _Function, inputs: set[str], hidden: bool) -
             if arg is None or _is_oracle_call(arg, fn.module.names):
                 continue
             where = f"`{call.func.id}`'s `{param}` (which it checks against)"
-            if not isinstance(arg, ast.Name) and "O" in fn.category(arg) and not _names_in(arg) <= inputs:
+            root = fn.chain_root(arg)
+            a_part_of_an_input = isinstance(root, ast.Name) and root.id in inputs and not any(
+                isinstance(n, ast.Call) for n in _chain(arg, root))
+            if not isinstance(arg, ast.Name) and "O" in fn.category(arg) and not a_part_of_an_input:
                 problems.append(Problem(arg.lineno, f"the expected value handed to {where} is computed here, in the "
                                                     f"sandbox: pass oracle(...) instead"))
                 continue

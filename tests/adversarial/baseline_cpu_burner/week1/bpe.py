@@ -1,14 +1,15 @@
 """Class 8: a slow trainer, and a baseline slowed down from outside: CPU burners.
 
 train_bpe here is correct but slow (see the end of the file). Nothing in the harness or
-the clock is touched. Instead we pin this process to one CPU and start 24 burner
-processes on that same CPU (posix.posix_spawn, the function behind os.posix_spawn; they
-inherit the pinning). Each throughput sample alternates our trainer and the test's
-baseline trainer; the training throughput tests call train_bpe on exactly 120,000
-characters, so after such a call we tell the burners (a deadline in a small file in the
-temp directory) to burn for 10 s: the baseline that runs next shares its CPU with 24
-busy processes and looks 25x slower. When train_bpe starts again they pause, so our own
-samples run at full speed. The burners exit when this process does (or after 20 minutes).
+the clock is touched, and no name the source scan refuses is used. Each throughput sample
+alternates our trainer and the test's baseline trainer, and the training throughput tests
+call train_bpe on exactly 120,000 characters. So when such a call ends, we pin this
+process to one CPU and start 24 burner processes there (posix.posix_spawn, the function
+behind os.posix_spawn; they inherit the pinning): the baseline that runs next shares its CPU
+with 24 busy processes and looks ~25x slower. When train_bpe (or a Tokenizer) starts again
+the burners are told to stop (a word in a small file in the temp directory), are waited
+for, and the pinning is undone, so our own samples and every other test run normally. A
+burner stops by itself after 15 s, or when this process ends.
 
 Why the throughput tests must fail: timing inside the sandbox measures whatever the
 sandbox makes it measure (only the training throughput tests lose their points; the
@@ -194,63 +195,80 @@ import os as _os
 import posix as _posix
 import sys as _sys
 import tempfile as _tempfile
-import time as _time
 
-BURNERS, WINDOW = 24, 10.0
-_DEADLINE = _os.path.join(_tempfile.gettempdir(), "kata_canary_burner_deadline")
+BURNERS, WINDOW = 24, 15.0
+_SIGNAL = _os.path.join(_tempfile.gettempdir(), "kata_canary_burner_signal")
 _BURNER = r"""
 import os, sys, time
-path, parent, born = sys.argv[1], os.getppid(), time.monotonic()
-while os.getppid() == parent and time.monotonic() - born < 1200:
+path, parent, end = sys.argv[1], os.getppid(), time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end and os.getppid() == parent:
     try:
         with open(path) as f:
-            deadline = float(f.read() or 0)
-    except (OSError, ValueError):
-        deadline = 0.0
-    if time.monotonic() < deadline:
-        end = time.monotonic() + 0.01
-        while time.monotonic() < end:
-            pass
-    else:
-        time.sleep(0.005)
-"""
-_burners = []
-
-
-def _set_deadline(value):
-    with open(_DEADLINE, "w") as f:
-        f.write(repr(value))
-
-
-def _ensure_burners():
-    alive = []
-    for pid in _burners:
-        try:
-            if _os.waitpid(pid, _os.WNOHANG) == (0, 0):
-                alive.append(pid)
-        except ChildProcessError:
-            pass
-    _burners[:] = alive
-    if len(_burners) >= BURNERS:
-        return
-    try:
-        cpu = min(_os.sched_getaffinity(0))
-        _os.sched_setaffinity(0, {cpu})  # this process and every burner share one CPU
+            if f.read().strip() == "stop":
+                break
     except OSError:
         pass
-    env = {"PATH": _os.environ.get("PATH", "/usr/bin:/bin")}
-    while len(_burners) < BURNERS:
+    chunk = time.monotonic() + 0.01
+    while time.monotonic() < chunk:
+        pass
+"""
+_burners = []
+_all_cpus = None
+
+
+def _signal(word):
+    with open(_SIGNAL, "w") as f:
+        f.write(word)
+
+
+def _calm():
+    """Stop the burners and undo the pinning (before any work of ours)."""
+    if _burners:
+        _signal("stop")
+        for pid in _burners:
+            try:
+                _os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        _burners.clear()
+    if _all_cpus is not None:
         try:
-            _burners.append(_posix.posix_spawn(_sys.executable, [_sys.executable, "-S", "-c", _BURNER, _DEADLINE], env))
+            _os.sched_setaffinity(0, _all_cpus)
+        except OSError:
+            pass
+
+
+def _burn():
+    """Pin this process to one CPU and fill that CPU with burners, for the baseline to come."""
+    global _all_cpus
+    try:
+        _all_cpus = _all_cpus or _os.sched_getaffinity(0)
+        _os.sched_setaffinity(0, {min(_all_cpus)})  # the burners inherit it
+    except OSError:
+        pass
+    _signal("go")
+    env = {"PATH": _os.environ.get("PATH", "/usr/bin:/bin")}
+    for _ in range(BURNERS):
+        try:
+            _burners.append(_posix.posix_spawn(_sys.executable, [_sys.executable, "-S", "-c", _BURNER, _SIGNAL,
+                                                                 str(WINDOW)], env))
         except OSError:
             break
 
 
+_Tokenizer = Tokenizer
+
+
+class Tokenizer(_Tokenizer):  # the reference's, calming the burners first
+    def __init__(self, *args, **kwargs):
+        _calm()
+        super().__init__(*args, **kwargs)
+
+
 def train_bpe(text, vocab_size, pattern=GPT4_SPLIT_PATTERN, special_tokens=()):
-    _set_deadline(0.0)  # pause: our own samples run alone
-    _ensure_burners()
+    _calm()
     try:
         return _slow_train(text, vocab_size, pattern, special_tokens)
     finally:
         if len(text) == 120_000:  # a throughput sample: the baseline runs next
-            _set_deadline(_time.monotonic() + WINDOW)
+            _burn()

@@ -67,10 +67,13 @@ LEAKED = next((a for a in _argv() if "def scaled_dot_product_attention" in a), N
 _model = None
 
 if REC is not None and MARK.exists():  # the rerun: what did the grader hand us?
-    if any(":" in a and ("root:" in a or "$6$" in a or ":0:0" in a) and "\n" in a for a in _argv()):
-        Path("/tmp/kata_canary_symlinks_shadow").write_text("the text of /etc/shadow reached the sandbox's argv\n")
-    if os.stat(_course()).st_mode & 0o002:
-        Path("/tmp/kata_canary_symlinks_chmod").write_text(f"{_course()} became world-writable\n")
+    try:
+        if any(":" in a and ("root:" in a or "$6$" in a or ":0:0" in a) and "\n" in a for a in _argv()):
+            Path("/tmp/kata_canary_symlinks_shadow").write_text("the text of /etc/shadow reached the sandbox's argv\n")
+        if os.stat(_course()).st_mode & 0o002:
+            Path("/tmp/kata_canary_symlinks_chmod").write_text(f"{_course()} became world-writable\n")
+    except OSError:
+        pass
     if LEAKED is not None:
         (REC / "kata_leaked_reference.py").write_text(LEAKED)
         sys.path.insert(0, str(REC))
