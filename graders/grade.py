@@ -345,6 +345,8 @@ def add_commands(sub) -> None:
     p.add_argument("--timeout", type=float, default=3 * 3600, metavar="SECONDS",
                    help="the whole grade's time limit, per submission (default 3 hours); katas not reached "
                         "by then score 0, and the report says why")
+    p.add_argument("--test-timeout", type=float, default=sandbox.Limits.test_seconds, metavar="SECONDS",
+                   help="one test's time limit in the sandbox, unless the test sets a longer one (default 60)")
     p.add_argument("--unsafe-no-sandbox", action="store_true",
                    help="grade without bubblewrap (your own code, on your own machine): the report says so")
     p.set_defaults(func=cmd_grade)
@@ -361,7 +363,7 @@ def cmd_grade(args, console) -> int:
             raise LookupError("name a submission directory (or --batch DIR)")
         report = grade(args.submission, args.tests, hidden=args.hidden, only=args.only,
                        hidden_feedback=args.hidden_feedback, unsafe_no_sandbox=args.unsafe_no_sandbox,
-                       timeout=args.timeout)
+                       timeout=args.timeout, limits=sandbox.Limits(test_seconds=args.test_timeout))
     except (sandbox.SandboxUnavailable, FileNotFoundError, LookupError) as exc:
         print(f"kata grade: {exc}", file=sys.stderr)
         return 2
@@ -394,6 +396,7 @@ def _batch(args, console) -> int:
                 rows[path.name] = grade(path, args.tests, hidden=args.hidden, only=args.only,
                                         hidden_feedback=args.hidden_feedback,
                                         unsafe_no_sandbox=args.unsafe_no_sandbox, timeout=args.timeout,
+                                        limits=sandbox.Limits(test_seconds=args.test_timeout),
                                         workers=max(1, (os.cpu_count() or 1) // max(1, args.jobs)))
             except Exception as exc:  # one broken submission never stops the batch
                 rows[path.name] = f"error: {exc}"

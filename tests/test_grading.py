@@ -74,10 +74,12 @@ def kata_grade(*args: str, timeout: float = 2400, env: dict | None = None) -> su
                           env=environment, capture_output=True, text=True, timeout=timeout)
 
 
-def grade(path: Path, out: Path, only: str, env: dict | None = None) -> dict:
+def grade(path: Path, out: Path, only: str, env: dict | None = None, test_timeout: float = 20) -> dict:
+    """`kata grade`; tests get 20 s each here (hanging attacks cost less of CI's time; the
+    honest code in these submissions needs a few seconds per test at most)."""
     markdown, junit = out.with_suffix(".md"), out.with_suffix(".xml")
     result = kata_grade(str(path), "--only", only, "--hidden", "--out", str(out), "--out", str(markdown),
-                        "--out", str(junit), env=env)
+                        "--out", str(junit), "--test-timeout", str(test_timeout), env=env)
     assert result.returncode == 0, f"kata grade failed on {path.name}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     report = json.loads(out.read_text())
     report["_markdown"] = markdown.read_text()
@@ -262,7 +264,7 @@ def test_a_looping_function_costs_only_the_tests_that_call_it(tmp_path):
                                       f"    while True:\n        pass\n{body}")
     shutil.copy(REFERENCE / "week2" / "micrograd.py", sub / "micrograd.py")
     started = time.monotonic()
-    report = grade(sub.parent, tmp_path / "looping.json", "week2")
+    report = grade(sub.parent, tmp_path / "looping.json", "week2", test_timeout=60)  # the default
     seconds = time.monotonic() - started
     assert seconds < 200, f"grading a looping submission took {seconds:.0f} s"
     for t in report["tests"]:
@@ -287,7 +289,8 @@ def test_batch_grading_keeps_an_honest_neighbour_intact(tmp_path):
             if not (batch / src.name / "week2" / "micrograd.py").exists():
                 shutil.copy(REFERENCE / "week2" / "micrograd.py", batch / src.name / "week2" / "micrograd.py")
     gradebook = tmp_path / "gradebook.csv"
-    result = kata_grade("--batch", str(batch), "--jobs", "2", "--only", "week2", "--hidden", "--csv", str(gradebook))
+    result = kata_grade("--batch", str(batch), "--jobs", "2", "--only", "week2", "--hidden", "--csv", str(gradebook),
+                        "--test-timeout", "20")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = {line.split(",")[0]: line.split(",") for line in gradebook.read_text().splitlines()[1:]}
     header = gradebook.read_text().splitlines()[0].split(",")

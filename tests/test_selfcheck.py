@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.timeout(1200)  # one fixture runs every kata session of the selection
+pytestmark = pytest.mark.timeout(2400)  # one fixture runs every kata session of the selection
 
 from graders import catalog, impl, selfcheck
 
