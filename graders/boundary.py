@@ -26,6 +26,7 @@ import collections
 import contextlib
 import contextvars
 import inspect
+import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -416,8 +417,9 @@ class StudentModule:
                 return recording.ReplayCallable(["f", self._dotted, name], name, self)
             return self._decode(rec, event["r"])
         importing = f"import {self._dotted}"  # a module whose import hung is not imported again
+        imported = f"{self.implementation.package}.{self._dotted}" in sys.modules
         try:
-            problem = recording.calling(importing)
+            problem = None if imported else recording.calling(importing)
             if problem:
                 raise impl.ImplementationError(problem.replace(f"your `{importing}`",
                                                                f"importing {self.implementation.display_path(self._dotted)}"))
@@ -429,7 +431,8 @@ class StudentModule:
                     recording.interrupted_by_timeout(importing)
                 raise
             finally:
-                recording.calling(None)
+                if not imported:
+                    recording.calling(None)
             if not hasattr(module, name):
                 kind = "CONSTANT" if name.isupper() else "CLASS" if name[:1].isupper() else "FUNCTION"
                 raise impl.ImplementationError(

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 MAX_EVENTS = 20_000  # per test; a runaway loop of calls is cut off, not recorded forever
 MAX_TENSOR_BYTES = 64 * 2**20  # per test, in the recording

@@ -286,7 +286,7 @@ def isolation(unsafe: bool = False) -> Isolation:
     root = os.name == "posix" and os.geteuid() == 0
     drop = root and shutil.which("setpriv") is not None
     if unsafe:
-        protections = BASE_PROTECTIONS + ([f"unprivileged uid per child"] if drop else [])
+        protections = BASE_PROTECTIONS + (["unprivileged uid per child"] if drop else [])
         return Isolation(False, protections + ["UNSAFE: no sandbox (--unsafe-no-sandbox)"], drop)
     if not sys.platform.startswith("linux"):
         raise SandboxUnavailable("kata grade sandboxes submissions with bubblewrap, which needs Linux; "
