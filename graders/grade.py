@@ -1,5 +1,8 @@
 """`kata grade`: score a submission without ever running its code in the grader's process.
 
+0. Collect: the grader collects the selected katas' tests itself, once (once per class with
+   `--batch`): node ids, timeouts, which tests measure throughput. Nothing a child reports
+   about tests is believed unless it names one of these.
 1. Record: for each kata, run its public tests, then its hidden tests, in sandboxed
    children (graders.sandbox) against the submission, recording every crossing into
    student code. A test that hangs or kills the child costs that test: the child is started
@@ -8,7 +11,8 @@
    and copied into the grader's own directory (sandbox.ingest).
 2. Replay: run the same trusted tests here, in record/replay mode, answering student calls
    from the recording; the real assertions, oracles, the reference and hidden expected
-   values run only here. This run's results are the score.
+   values run only here. This run's results are the score. Katas are recorded side by side
+   and each is replayed as soon as its recording is in, while the next ones record.
 3. Report: per test (name, score, max_score, status, output, visibility — close to
    Gradescope's results.json), per kata and per week, as text, JSON, Markdown or JUnit XML
    (graders.reports).
@@ -84,39 +88,73 @@ class Recorded:
     timings: dict[str, tuple[float, float] | None] = field(default_factory=dict)  # the grader's own
 
 
-def record(submission: Path, course: Path, katas: list[catalog.Kata], hidden: bool, limits: sandbox.Limits,
-           work: Path, unsafe: bool = False, deadline: float | None = None, workers: int | None = None) -> Recorded:
-    """Run each kata's tests in sandboxed children, public and hidden tests apart (a kata that
-    hangs, crashes or exhausts memory cannot cost another kata anything), and bring back the
-    validated recordings. Katas run side by side (`workers`, default: the machine's cores)."""
-    from concurrent.futures import ThreadPoolExecutor
+@dataclass(frozen=True)
+class CollectedTest:
+    """One test as the grader itself collects it (never as a child reports it)."""
 
-    iso = sandbox.isolation(unsafe)
-    if not iso.sandboxed and iso.drop_to_uid:
-        work.chmod(0o711)  # no bubblewrap to bind it in: the child's uid must reach its files itself
-    tree = sandbox.build(submission, course, work, catalog.all_katas(course / "katas"))
-    recorded = Recorded(work / "replay", refused=dict(tree.refused), protections=list(iso.protections))
-    recorded.replay_dir.mkdir(mode=0o700)
+    nodeid: str  # katas/week2/test_attention.py::test_x[1]
+    timeout: float  # its own @pytest.mark.timeout, or the grade's default
+    throughput: bool  # timed by the grader (graders.timing), not by the recording run
 
-    def one_kata(kata: catalog.Kata) -> None:
-        groups = [("public", catalog.test_files([kata], False, course / "katas"))]
-        if hidden:
-            public = set(groups[0][1])
-            groups.append(("hidden", [f for f in catalog.test_files([kata], True, course / "katas") if f not in public]))
-        budget = KataBudget()  # shared by the kata's public and hidden runs, one after the other
-        for visibility, files in groups:
-            if not files:
-                continue
-            if deadline is not None and time.monotonic() > deadline:
-                for nodeid in _collect(files, course):
-                    recorded.failed[nodeid] = "not run: the whole grade's time limit ran out"
-                continue
-            _record_group(tree, course, kata, [Path(f) for f in files], visibility, hidden, limits, iso, unsafe,
-                          recorded, budget)
+    @property
+    def file(self) -> str:
+        return self.nodeid.split("::", 1)[0]
 
-    with ThreadPoolExecutor(max(1, workers or min(len(katas), os.cpu_count() or 1))) as pool:
-        list(pool.map(one_kata, katas))
-    return recorded
+
+class Collections:
+    """Collections already made, by (files, default timeout): a `--batch` collects the course's
+    tests once, not once per submission (the files are the grader's own, never a submission's)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._made: dict[tuple, dict[str, CollectedTest]] = {}
+
+    def get(self, files: list[str], course: Path, default_timeout: float) -> dict[str, CollectedTest]:
+        key = (tuple(files), str(course), default_timeout)
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = collect(files, course, default_timeout)
+            return self._made[key]
+
+
+def collect(files: list[str], course: Path, default_timeout: float) -> dict[str, CollectedTest]:
+    """Every test in `files` (hidden ones included), as the grader collects them."""
+    if not files:
+        return {}
+
+    class Collector:
+        tests: dict[str, CollectedTest] = {}
+
+        def pytest_collection_finish(self, session):
+            for item in session.items:
+                marker = item.get_closest_marker("timeout")
+                seconds = (marker.args[0] if marker.args else marker.kwargs.get("timeout")) if marker else None
+                self.tests[item.nodeid] = CollectedTest(item.nodeid, float(seconds or default_timeout),
+                                                        item.get_closest_marker("throughput") is not None)
+
+    collector = Collector()
+    collector.tests = {}
+    with _replay_lock:
+        _forget_test_modules(course)
+        pytest.main([*files, "--collect-only", "--hidden", *_in_process_args(course)], plugins=[collector])
+    return collector.tests
+
+
+def _in_process_args(course: Path) -> list[str]:
+    """Options of every pytest session the grader runs in its own process."""
+    return ["-p", "no:terminal", "-p", "no:cacheprovider", "-p", "no:randomly",
+            "-p", "no:unraisableexception",  # its gc.collect() at exit costs ~0.5 s per session
+            "--rootdir", str(course), "-c", str(course / "pyproject.toml"),
+            "-o", "addopts=--import-mode=importlib", "--hypothesis-profile", "grading"]
+
+
+def _groups(kata: catalog.Kata, course: Path, hidden: bool) -> list[tuple[str, list[str]]]:
+    """(visibility, test files) for the kata's sandboxed runs: public, then hidden."""
+    public = catalog.test_files([kata], False, course / "katas")
+    groups = [("public", public)]
+    if hidden:
+        groups.append(("hidden", [f for f in catalog.test_files([kata], True, course / "katas") if f not in public]))
+    return [(visibility, files) for visibility, files in groups if files]
 
 
 @dataclass
@@ -128,30 +166,81 @@ class KataBudget:
     used_timeouts: int = 0
 
 
-def _record_group(tree, course, kata, files, visibility, hidden, limits, iso, unsafe, recorded: Recorded,
+@dataclass
+class Grading:
+    """One submission's grade in progress: what the katas' threads share."""
+
+    submission: Path
+    course: Path
+    hidden: bool
+    limits: sandbox.Limits
+    iso: sandbox.Isolation
+    unsafe: bool
+    tree: sandbox.Tree
+    tests: dict[str, CollectedTest]
+    recorded: Recorded
+    deadline: float | None = None
+
+
+def record_and_replay(submission: Path, course: Path, katas: list[catalog.Kata], hidden: bool,
+                      limits: sandbox.Limits, work: Path, unsafe: bool = False, deadline: float | None = None,
+                      workers: int | None = None, collections: Collections | None = None,
+                      ) -> tuple[Recorded, list[dict], list[str]]:
+    """Record each kata in sandboxed children, then replay it here; katas run side by side
+    (`workers`, default: the machine's cores), so one kata's replay overlaps the next one's
+    recording. Returns the recordings' summary, the results in kata order, and notes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    iso = sandbox.isolation(unsafe)
+    if not iso.sandboxed and iso.drop_to_uid:
+        work.chmod(0o711)  # no bubblewrap to bind it in: the child's uid must reach its files itself
+    tree = sandbox.build(submission, course, work, catalog.all_katas(course / "katas"))
+    recorded = Recorded(work / "replay", refused=dict(tree.refused), protections=list(iso.protections))
+    recorded.replay_dir.mkdir(mode=0o700)
+    files = [f for kata in katas for _, group in _groups(kata, course, hidden) for f in group]
+    grading = Grading(submission, course, hidden, limits, iso, unsafe, tree,
+                      (collections or Collections()).get(files, course, limits.test_seconds), recorded, deadline)
+
+    def one_kata(kata: catalog.Kata) -> tuple[list[dict], list[str]]:
+        budget = KataBudget()  # shared by the kata's public and hidden runs, one after the other
+        for visibility, group in _groups(kata, course, hidden):
+            _record_group(grading, kata, group, visibility, budget)
+        return _replay_kata(grading, kata)
+
+    with ThreadPoolExecutor(max(1, workers or min(len(katas), os.cpu_count() or 1))) as pool:
+        outcomes = list(pool.map(one_kata, katas))
+    return recorded, [r for results, _ in outcomes for r in results], [n for _, notes in outcomes for n in notes]
+
+
+def _record_group(grading: Grading, kata: catalog.Kata, files: list[str], visibility: str,
                   budget: KataBudget) -> None:
     """One kata, one visibility: run the child, restart it past tests that hang or kill it."""
-    timeouts = _collect([str(f) for f in files], course, with_timeouts=True, default=limits.test_seconds)
-    throughput = _collect.throughput & set(timeouts)
+    course, limits, recorded = grading.course, grading.limits, grading.recorded
+    relative = [str(Path("katas") / kata.week / Path(f).name) for f in files]
+    tests = {n: t for n, t in grading.tests.items() if t.file in relative}
+    if grading.deadline is not None and time.monotonic() > grading.deadline:
+        for nodeid in tests:
+            recorded.failed[nodeid] = "not run: the whole grade's time limit ran out"
+        return
+    timeouts = {n: t.timeout for n, t in tests.items()}
     # The hidden child also holds the public test module (public anyway): hidden tests import
     # helpers from it. The public child never holds a hidden file.
     public = [Path(f) for f in catalog.test_files([kata], False, course / "katas")]
-    tests = sandbox.tests_dir(tree, course, kata, sorted(set(files) | (set(public) if visibility == "hidden" else set())),
-                              visibility)
-    uid = sandbox.child_uid() if iso.drop_to_uid else None
-    recordings = sandbox.recordings_dir(tree.work, f"{kata.week}-{kata.name}-{visibility}", uid)
-    relative = [str(Path("katas") / kata.week / f.name) for f in files]
+    held = sorted({Path(f) for f in files} | (set(public) if visibility == "hidden" else set()))
+    tests_dir = sandbox.tests_dir(grading.tree, course, kata, held, visibility)
+    uid = sandbox.child_uid() if grading.iso.drop_to_uid else None
+    recordings = sandbox.recordings_dir(grading.tree.work, f"{kata.week}-{kata.name}-{visibility}", uid)
     finished: set[str] = set()
     failed: dict[str, str] = {}
     kills = 0
     while True:
         spent = budget.used_timeouts >= limits.timeouts_per_kata
-        spec = sandbox.ChildSpec(tree, tests, relative, recordings, uid, hidden, sorted(finished | set(failed)),
-                                 sorted({f for f in budget.hung if f}), limits.test_seconds,
-                                 limits.short_test_seconds if spent else None,
+        spec = sandbox.ChildSpec(grading.tree, tests_dir, relative, recordings, uid, grading.hidden,
+                                 sorted(finished | set(failed)), sorted({f for f in budget.hung if f}),
+                                 limits.test_seconds, limits.short_test_seconds if spent else None,
                                  max(0, limits.timeouts_per_kata - budget.used_timeouts), limits.short_test_seconds,
                                  no_processes=bool(kata.forbidden))
-        run = sandbox.run_child(spec, limits, timeouts, unsafe)
+        run = sandbox.run_child(spec, limits, timeouts, grading.unsafe)
         finished.update(run.finished)
         budget.hung += run.hung_functions
         budget.used_timeouts += len(run.hung_functions)
@@ -170,9 +259,9 @@ def _record_group(tree, course, kata, files, visibility, hidden, limits, iso, un
                 failed[nodeid] = ("not run: the sandbox died three times in this kata "
                                   "(a crash, os._exit, or a resource limit)")
             break
-    for nodeid in sorted(throughput & finished):
+    for nodeid in sorted(n for n in finished if tests[n].throughput):
         recorded.timings[nodeid] = timing.time_test(spec, nodeid, limits, timeouts[nodeid] + limits.grace_seconds,
-                                                    unsafe)
+                                                    grading.unsafe)
     rejected = sandbox.ingest(recordings, sorted(finished), recorded.replay_dir, limits)
     recorded.failed.update(failed)
     recorded.failed.update(rejected)
@@ -183,51 +272,18 @@ def _child_gave_up(run: sandbox.ChildRun) -> str:
     return f"not run: the sandboxed test run ended early (exit status {run.returncode}) {tail[0][:200]}".rstrip()
 
 
-def _collect(files: list[str], root: Path, with_timeouts: bool = False, default: float = 60.0):
-    """The node ids of `files` as the grader itself collects them (with --hidden: every test),
-    and, `with_timeouts`, {nodeid: its timeout in seconds}."""
-    class Collect:
-        ids: dict[str, float] = {}
-
-        def pytest_collection_finish(self, session):
-            for item in session.items:
-                if item.get_closest_marker("throughput"):
-                    _collect.throughput.add(item.nodeid)
-                marker = item.get_closest_marker("timeout")
-                seconds = marker.args[0] if marker and marker.args else (marker.kwargs.get("timeout") if marker else None)
-                self.ids[item.nodeid] = float(seconds or default)
-
-    collector = Collect()
-    collector.ids = {}
-    with _replay_lock:
-        _forget_test_modules(root)
-        pytest.main([*files, "--collect-only", "-p", "no:terminal", "-p", "no:cacheprovider", "--hidden",
-                     "--rootdir", str(root), "-c", str(root / "pyproject.toml"), "-o", "addopts=--import-mode=importlib",
-                     "--hypothesis-profile", "grading", "-p", "no:randomly"],
-                    plugins=[collector])
-    return collector.ids if with_timeouts else list(collector.ids)
-
-
-_collect.throughput = set()  # node ids of throughput tests seen by _collect (timed by the grader)
-
-
-def replay(submission: Path, course: Path, recorded: Recorded, katas: list[catalog.Kata],
-           hidden: bool) -> tuple[list[dict], list[str]]:
-    """Run the trusted tests here, one pytest session per kata, answering student calls from
-    the recordings; returns the results and notes on katas whose replay could not run."""
-    results: list[dict] = []
-    notes: list[str] = []
-    for kata in katas:
-        files = catalog.test_files([kata], hidden, course / "katas")
-        if not files:
-            continue
-        kata_results, exit_code = _replay_session(submission, course, recorded, files, hidden)
-        if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not kata_results:
-            notes.append(f"{kata.id}: the grader could not replay its tests (pytest exit status {int(exit_code)}); "
+def _replay_kata(grading: Grading, kata: catalog.Kata) -> tuple[list[dict], list[str]]:
+    """Run the kata's trusted tests here, answering student calls from the recordings."""
+    course = grading.course
+    files = catalog.test_files([kata], grading.hidden, course / "katas")
+    if not files:
+        return [], []
+    results, exit_code = _replay_session(grading.submission, course, grading.recorded, files, grading.hidden)
+    if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not results:
+        return results, [f"{kata.id}: the grader could not replay its tests (pytest exit status {int(exit_code)}); "
                          "this is a fault in the course, not the submission: run `pytest "
-                         + " ".join(str(Path(f).relative_to(course)) for f in files) + " --impl reference`")
-        results += kata_results
-    return results, notes
+                         + " ".join(str(Path(f).relative_to(course)) for f in files) + " --impl reference`"]
+    return results, []
 
 
 def _timings_file(recorded: Recorded) -> Path:
@@ -259,11 +315,10 @@ def _replay_session(submission: Path, course: Path, recorded: Recorded, files: l
             self.results = session.config._kata_results
 
     collector = Results()
-    args = [*files, "--impl", str(submission), "--kata-replay", str(recorded.replay_dir), "--kata-timings", str(_timings_file(recorded)),
-            "-p", "no:terminal", "-p", "no:cacheprovider", "--rootdir", str(course),
-            "-c", str(course / "pyproject.toml"), "-o", "addopts=--import-mode=importlib",
-            "--hypothesis-profile", "grading", "-p", "no:randomly", *(["--hidden"] if hidden else [])]
-    with _replay_lock:  # pytest sessions in one process take turns (batch grading runs children in parallel)
+    with _replay_lock:  # pytest sessions in one process take turns (recording children run in parallel)
+        args = [*files, "--impl", str(submission), "--kata-replay", str(recorded.replay_dir),
+                "--kata-timings", str(_timings_file(recorded)), *_in_process_args(course),
+                *(["--hidden"] if hidden else [])]
         previous = impl.current()
         _forget_test_modules(course)
         try:
@@ -275,7 +330,7 @@ def _replay_session(submission: Path, course: Path, recorded: Recorded, files: l
 
 def grade(submission: str | Path, course: str | Path | None = None, hidden: bool = False, only: str | None = None,
           limits: sandbox.Limits | None = None, hidden_feedback: bool = False, unsafe_no_sandbox: bool = False,
-          timeout: float | None = None, workers: int | None = None) -> Report:
+          timeout: float | None = None, workers: int | None = None, collections: Collections | None = None) -> Report:
     """Grade one submission. Raises FileNotFoundError for a missing directory, LookupError for
     an unknown `only`, and sandbox.SandboxUnavailable when the sandbox cannot be built."""
     submission = Path(submission).resolve()
@@ -289,13 +344,13 @@ def grade(submission: str | Path, course: str | Path | None = None, hidden: bool
     deadline = time.monotonic() + timeout if timeout else None
     work = sandbox.workdir()
     try:
-        recorded = record(submission, course, katas, hidden, limits or sandbox.Limits(), work,
-                          unsafe=unsafe_no_sandbox, deadline=deadline, workers=workers)
+        recorded, results, replay_notes = record_and_replay(
+            submission, course, katas, hidden, limits or sandbox.Limits(), work, unsafe=unsafe_no_sandbox,
+            deadline=deadline, workers=workers, collections=collections)
         report.protections = recorded.protections
         report.notes += [f"{kata}: {why}" for kata, why in recorded.refused.items()]
         if unsafe_no_sandbox:
             report.notes.append("graded WITHOUT a sandbox (--unsafe-no-sandbox): not for grading others' code")
-        results, replay_notes = replay(submission, course, recorded, katas, hidden)
         report.notes += replay_notes
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -387,6 +442,7 @@ def _batch(args, console) -> int:
 
     subs = sorted(p for p in Path(args.batch).iterdir() if p.is_dir())
     rows: dict[str, Report | str] = {}
+    collections = Collections()  # the course's tests, collected once for the whole class
     with Progress(console=console, disable=not console.is_terminal) as progress:
         task = progress.add_task("grading", total=len(subs))
 
@@ -396,7 +452,8 @@ def _batch(args, console) -> int:
                                         hidden_feedback=args.hidden_feedback,
                                         unsafe_no_sandbox=args.unsafe_no_sandbox, timeout=args.timeout,
                                         limits=sandbox.Limits(test_seconds=args.test_timeout),
-                                        workers=max(1, (os.cpu_count() or 1) // max(1, args.jobs)))
+                                        workers=max(1, (os.cpu_count() or 1) // max(1, args.jobs)),
+                                        collections=collections)
             except Exception as exc:  # one broken submission never stops the batch
                 rows[path.name] = f"error: {exc}"
             progress.advance(task)

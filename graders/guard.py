@@ -63,6 +63,14 @@ class _FunctionBan(TorchFunctionMode):
 
 
 class _OperatorBan(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch would wrap __torch_dispatch__ in `torch._dynamo.disable`, importing dynamo
+        # (1.4 s) in every sandboxed child. Nothing compiles here: dynamo skips every frame
+        # while a dispatch mode is on the stack, so a student's torch.compile runs eagerly,
+        # through this mode.
+        return False
+
     def __init__(self, patterns: tuple[str, ...]):
         super().__init__()
         self.patterns = patterns

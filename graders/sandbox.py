@@ -462,10 +462,10 @@ def _command(spec: ChildSpec, iso: Isolation, control_fd: int, seccomp_fd: int |
     inside = INSIDE if iso.sandboxed else _unsafe_root(spec)
     record = RECORD_INSIDE if iso.sandboxed else spec.recordings
     pytest_args = [
-        "-s", "-m", "pytest", *spec.files, "--impl", str(inside / "submission"),
+        "-s", "-m", "graders.child", *spec.files, "--impl", str(inside / "submission"),
         "-p", "graders.plugin", "-p", "_hypothesis_pytestplugin", "-p", "pytest_timeout",
         "--kata-record", str(record), "--kata-control-fd", str(control_fd),
-        "--noconftest", "-p", "no:cacheprovider", "--rootdir", str(inside), "-c", str(inside / "pytest.ini"), "-q",
+        "--noconftest", "-p", "no:cacheprovider", "-p", "no:unraisableexception", "--rootdir", str(inside), "-c", str(inside / "pytest.ini"), "-q",
         "--import-mode=importlib", "--timeout", str(int(spec.test_seconds)), "--hypothesis-profile", "grading",
         *(["--hidden"] if spec.hidden else []),
         *(["--kata-max-test-seconds", str(int(spec.cap_seconds))] if spec.cap_seconds else []),

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from graders import catalog, impl
+from tests.markdown_reading import outside_code_blocks
 
 pytestmark = [pytest.mark.grading, pytest.mark.timeout(3000)]
 
@@ -86,19 +87,6 @@ def grade(path: Path, out: Path, only: str, env: dict | None = None, test_timeou
     report["_junit"] = junit.read_text()
     report["_stdout"] = result.stdout + result.stderr
     return report
-
-
-def outside_code_blocks(markdown: str) -> str:
-    """The Markdown a renderer reads as Markdown: everything outside fenced code blocks."""
-    lines, fence = [], None
-    for line in markdown.splitlines():
-        if fence is None and line.startswith("```"):
-            fence = line[: len(line) - len(line.lstrip("`"))]
-        elif fence is not None and set(line.strip()) == {"`"} and len(line.strip()) >= len(fence):
-            fence = None
-        elif fence is None:
-            lines.append(line)
-    return "\n".join(lines)
 
 
 def as_list(value) -> list:
@@ -201,10 +189,10 @@ def test_attack_leaves_the_grader_and_its_reports_honest(graded, name):
     for forbidden in as_list(expect.get("report_must_not_contain")):
         assert forbidden not in text, f"{name}: the report contains {forbidden!r}"
     markdown = outside_code_blocks(report["_markdown"])
-    assert [line for line in markdown.splitlines() if line.startswith("## ")] == [
-        line for line in markdown.splitlines() if line.startswith("## Grade: ")][:1], f"{name}: a forged heading"
+    assert [line for line in markdown if line.startswith("## ")] == [
+        line for line in markdown if line.startswith("## Grade: ")][:1], f"{name}: a forged heading"
     for forbidden in as_list(expect.get("markdown_must_not_contain")):
-        assert forbidden not in markdown, f"{name}: the Markdown report reads {forbidden!r} as Markdown"
+        assert forbidden not in "\n".join(markdown), f"{name}: the Markdown report reads {forbidden!r} as Markdown"
     for forbidden in as_list(expect.get("junit_must_not_contain")):
         assert forbidden not in report["_junit"], f"{name}: the JUnit report contains {forbidden!r}"
     for canary in as_list(expect.get("canary")) + as_list(spec.get("canary")):

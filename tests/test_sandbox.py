@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from graders import impl, reports, sandbox
 from graders.grade import Report
 from graders.recording import file_stem
+from tests.markdown_reading import outside_code_blocks
 
 NODE = "katas/week2/test_attention.py::test_softmax_default_axis_is_last"
 
@@ -161,19 +162,6 @@ def forged_report() -> Report:
                          "max_score": 5, "status": "failed", "output": FORGED, "visibility": "visible",
                          "hidden": False})
     return report
-
-
-def outside_code_blocks(markdown: str) -> list[str]:
-    """The lines a CommonMark renderer would read as Markdown (not inside a fenced block)."""
-    lines, fence = [], None
-    for line in markdown.splitlines():
-        if fence is None and line.startswith("```"):
-            fence = line[: len(line) - len(line.lstrip("`"))]
-        elif fence is not None and set(line.strip()) == {"`"} and len(line.strip()) >= len(fence):
-            fence = None  # a closing fence: backticks only, at least as many as the opening
-        elif fence is None:
-            lines.append(line)
-    return lines
 
 
 def test_markdown_report_keeps_a_failure_message_inside_its_code_block():
