@@ -7,10 +7,13 @@ All the kata sessions these tests need run once, together, in parallel worker pr
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 pytestmark = pytest.mark.timeout(2400)  # one fixture runs every kata session of the selection
 
@@ -35,12 +38,29 @@ JOBS = (
 
 
 @pytest.fixture(scope="session")
-def reports(request, tmp_path_factory):
-    """Run every selected job's kata session at once; {job id: report}."""
-    selected = {item.callspec.params["job"] for item in request.session.items
-                if hasattr(item, "callspec") and isinstance(item.callspec.params.get("job"), Job)}
+def reports(request, tmp_path_factory, worker_id):
+    """Run every selected job's kata session at once; {job id: report}.
+
+    Under pytest-xdist every worker collects the same jobs, and the first one to get here
+    runs them all (in `graders.selfcheck`'s own worker processes); the others wait for its
+    reports instead of running every session again."""
+    selected = sorted({item.callspec.params["job"] for item in request.session.items
+                       if hasattr(item, "callspec") and isinstance(item.callspec.params.get("job"), Job)},
+                      key=lambda job: job.id)
+    if worker_id == "master":
+        return _run(selected, tmp_path_factory.mktemp("selfcheck"))
+    shared = tmp_path_factory.getbasetemp().parent  # one directory for all the workers of this run
+    key = hashlib.sha256("\n".join(job.id for job in selected).encode()).hexdigest()[:16]
+    done = shared / f"selfcheck-{key}.json"
+    with FileLock(str(done) + ".lock"):
+        if not done.is_file():
+            done.write_text(json.dumps(_run(selected, shared / f"selfcheck-{key}")))
+    return json.loads(done.read_text())
+
+
+def _run(jobs: list[Job], base: Path) -> dict:
     runs = []
-    for job in selected:
+    for job in jobs:
         tests = catalog.test_files([catalog.load(job.kata)], hidden=True)
         if job.kind == "stubs":
             root = str(impl.NAMED_ROOTS["katas"])
@@ -48,8 +68,8 @@ def reports(request, tmp_path_factory):
             reference_source = (impl.NAMED_ROOTS["reference"] / f"{job.kata}.py").read_text(encoding="utf-8")
             source = (selfcheck.mutate(reference_source, job.mutant.replacements, job.id) if job.mutant
                       else job.alternative.read_text(encoding="utf-8"))
-            base = tmp_path_factory.mktemp(job.id.replace("/", "-").replace(":", "-"))
-            root = str(selfcheck.make_root(base / "root", job.kata, source))
+            root = str(selfcheck.make_root(base / job.id.replace("/", "-").replace(":", "-") / "root", job.kata,
+                                           source))
         runs.append({"id": job.id, "tests": tests, "impl": root})
     return selfcheck.run(runs)
 
