@@ -113,3 +113,12 @@ def test_files(katas: list[Kata], hidden: bool, katas_dir: Path = KATAS_DIR) -> 
 def _course_order(kata_id: str) -> tuple[int, str]:
     week, name = kata_id.split("/")
     return int(week.removeprefix("week") or 0), name
+
+
+def points_of(item) -> float | None:
+    """A collected test's `@pytest.mark.points(n)`, or None for an ungraded test."""
+    marker = item.get_closest_marker("points")
+    if marker is None:
+        return None
+    value = marker.args[0] if marker.args else marker.kwargs.get("n")
+    return float(value)

@@ -20,7 +20,9 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import catalog, fixtures, impl
+from . import catalog, fixtures, impl, runner, sandbox
+from .grade import grade
+from .reports import FORMATS, Report, plain, render
 from .plugin import kata_totals, status_of
 
 STATE_DIR = Path(os.environ.get("KATA_STATE_DIR", impl.PROJECT_ROOT / ".kata"))
@@ -60,23 +62,15 @@ class _Progress:
             self.progress.update(self.task, advance=1, description=f"{name[:40]:<40}")
 
 
-class _Results:
-    def pytest_sessionfinish(self, session):
-        self.results = session.config._kata_results
-
-
 def run_tests(files: list[str], implementation: str, hidden: bool, console: Console,
               extra: list[str] | None = None) -> list[dict]:
-    results = _Results()
-    args = [*files, "--impl", implementation, "-p", "no:terminal", "-p", "no:cacheprovider",
-            "--rootdir", str(impl.PROJECT_ROOT), "-c", str(impl.PROJECT_ROOT / "pyproject.toml"), "-o", "addopts=--import-mode=importlib",
-            *(["--hidden"] if hidden else []), *(extra or [])]
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=not console.is_terminal) as progress:
-        code = pytest.main(args, plugins=[_Progress(progress), results])
-    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
-        raise SystemExit(f"kata: pytest could not run ({code.name})")
-    return getattr(results, "results", [])
+        results = runner.run(files, impl=implementation, hidden=hidden, plugins=(_Progress(progress),),
+                             extra=tuple(extra or ()))
+    if results.exit_code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
+        raise SystemExit(f"kata: pytest could not run ({results.exit_code.name})")
+    return results.tests
 
 
 # --- remembering the last results (for `kata list`) ---------------------------------------
@@ -176,20 +170,10 @@ def cmd_list(args, console: Console) -> int:
 
 
 def _points_available(katas: list[catalog.Kata]) -> dict[str, float]:
-    class Collect:
-        def pytest_collection_finish(self, session):
-            from .plugin import points_of
-
-            self.points = {}
-            for item in session.items:
-                kata_id = catalog.kata_id_for_test_file(item.path)
-                self.points[kata_id] = self.points.get(kata_id, 0.0) + (points_of(item) or 0.0)
-
-    collect = Collect()
-    pytest.main([*catalog.test_files(katas, False), "--collect-only", "-p", "no:terminal", "-p", "no:cacheprovider",
-                 "--rootdir", str(impl.PROJECT_ROOT), "-c", str(impl.PROJECT_ROOT / "pyproject.toml"), "-o", "addopts=--import-mode=importlib"],
-                plugins=[collect])
-    return getattr(collect, "points", {})
+    points: dict[str, float] = {}
+    for item in runner.run(catalog.test_files(katas, False), collect_only=True).collected:
+        points[item.kata] = points.get(item.kata, 0.0) + (item.points or 0.0)
+    return points
 
 
 def cmd_hint(args, console: Console) -> int:
@@ -272,9 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("katas", nargs="*", help="weekN/kata ids (default: all)")
     p.set_defaults(func=cmd_fixtures)
 
-    from . import grade
-
-    grade.add_commands(sub)
+    add_grade_command(sub)
 
     from . import nbgrader  # `kata nbgrader build|autograde`, `kata submit`
 
@@ -284,6 +266,96 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir")
     p.set_defaults(func=cmd_release)
     return parser
+
+
+# --- kata grade -----------------------------------------------------------------------------
+
+
+def add_grade_command(sub) -> None:
+    p = sub.add_parser("grade", help="grade a submission in a sandbox (record there, judge here)")
+    p.add_argument("submission", nargs="?", help="a directory laid out like katas/")
+    p.add_argument("--tests", default=None, help="trusted course root with katas/ and reference/ (default: this one)")
+    p.add_argument("--hidden", action="store_true", help="include hidden tests")
+    p.add_argument("--only", default=None, help="weekN or weekN/kata")
+    p.add_argument("--hidden-feedback", action="store_true",
+                   help="show hidden tests' failure messages (default: name and pass/fail only)")
+    p.add_argument("--format", choices=list(FORMATS), default="text", help="the report's format on stdout")
+    p.add_argument("--out", action="append", default=[], metavar="FILE",
+                   help="write the report here instead of stdout, in the format its extension names "
+                        "(.json, .md, .xml for JUnit, .txt); repeatable")
+    p.add_argument("--batch", default=None, help="a directory of submissions (one sub-directory each)")
+    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once with --batch")
+    p.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="grade on a Ray cluster (address as ray.init takes it, e.g. auto or ray://head:10001); "
+                        "needs the [cluster] extra")
+    p.add_argument("--csv", default=None, help="with --batch: write the gradebook here")
+    p.add_argument("--timeout", type=float, default=3 * 3600, metavar="SECONDS",
+                   help="the whole grade's time limit, per submission (default 3 hours); katas not reached "
+                        "by then score 0, and the report says why")
+    p.add_argument("--test-timeout", type=float, default=sandbox.Limits.test_seconds, metavar="SECONDS",
+                   help="one test's time limit in the sandbox, unless the test sets a longer one (default 60)")
+    p.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="grade without bubblewrap (your own code, on your own machine): the report says so")
+    p.set_defaults(func=cmd_grade)
+
+
+def cmd_grade(args, console) -> int:
+    try:
+        sandbox.isolation(args.unsafe_no_sandbox)  # a missing bwrap is one clear line, before any work
+        if args.batch:
+            if not Path(args.batch).is_dir():
+                raise FileNotFoundError(f"{args.batch} is not a directory")
+            return _batch(args, console)
+        if not args.submission:
+            raise LookupError("name a submission directory (or --batch DIR)")
+        report = grade(args.submission, args.tests, hidden=args.hidden, only=args.only,
+                       hidden_feedback=args.hidden_feedback, unsafe_no_sandbox=args.unsafe_no_sandbox,
+                       timeout=args.timeout, limits=sandbox.Limits(test_seconds=args.test_timeout))
+    except (sandbox.SandboxUnavailable, FileNotFoundError, LookupError) as exc:
+        print(f"kata grade: {exc}", file=sys.stderr)
+        return 2
+    for out in args.out:
+        Path(out).write_text(render(report, _format_for(out, args.format)))
+    if not args.out:
+        # Plain bytes: a console renderer would wrap lines inside JSON strings and XML.
+        sys.stdout.write(render(report, args.format))
+        sys.stdout.flush()
+    return 0
+
+
+def _format_for(path: str, default: str) -> str:
+    suffix = Path(path).suffix.lower()
+    return next((fmt for fmt, ext in FORMATS.items() if ext == suffix), default)
+
+
+def _batch(args, console) -> int:
+    from rich.progress import Progress
+
+    from .executors import GradeJob, LocalExecutor, RayExecutor
+
+    subs = sorted(p for p in Path(args.batch).iterdir() if p.is_dir())
+    # Ray missing or unreachable: an ExecutorUnavailable, a LookupError (one line, exit 2)
+    executor = RayExecutor(args.ray) if getattr(args, "ray", None) else LocalExecutor(args.jobs)
+    rows: dict[str, Report | str] = {}
+    with Progress(console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("grading", total=len(subs))
+        for path, result in executor.grade_all(subs, GradeJob.from_args(args)):
+            rows[path.name] = result
+            progress.advance(task)
+    if args.csv:
+        katas = sorted({k for r in rows.values() if isinstance(r, Report) for k in r.katas})
+        lines = [",".join(["student", *katas, "total", "max", "error"])]
+        for name, r in sorted(rows.items()):
+            if isinstance(r, Report):
+                lines.append(",".join([name, *(f"{r.katas.get(k, {}).get('score', 0):g}" for k in katas),
+                                       f"{r.score:g}", f"{r.max_score:g}", ""]))
+            else:
+                lines.append(",".join([name, *([""] * len(katas)), "0", "", r.replace(",", ";")]))
+        Path(args.csv).write_text("\n".join(lines) + "\n")
+    for name, r in sorted(rows.items()):
+        console.print(f"{name}: " + (f"{r.score:g} / {r.max_score:g}" if isinstance(r, Report) else plain(r, 300)),
+                      markup=False, highlight=False)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

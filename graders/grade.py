@@ -30,44 +30,12 @@ from pathlib import Path
 
 import pytest
 
-from . import catalog, impl, sandbox, timing
-from .reports import FORMATS, plain, render
+from . import catalog, impl, runner, sandbox, timing
+from .reports import Report
 from .plugin import kata_totals
 
 
 _replay_lock = threading.Lock()
-
-
-@dataclass
-class Report:
-    submission: str
-    tests: list[dict] = field(default_factory=list)
-    katas: dict[str, dict] = field(default_factory=dict)
-    protections: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def score(self) -> float:
-        return sum(t["score"] for t in self.tests)
-
-    @property
-    def max_score(self) -> float:
-        return sum(t["max_score"] for t in self.tests)
-
-    def weeks(self) -> dict[str, dict]:
-        weeks: dict[str, dict] = {}
-        for kata_id, t in self.katas.items():
-            w = weeks.setdefault(kata_id.split("/")[0], {"score": 0.0, "max_score": 0.0})
-            w["score"] += t["score"]
-            w["max_score"] += t["max_score"]
-        return weeks
-
-    def as_json(self) -> dict:
-        return {"score": self.score, "max_score": self.max_score, "submission": self.submission,
-                "tests": self.tests, "katas": self.katas, "weeks": self.weeks(),
-                "sandbox": {"protections": self.protections,
-                            "note": "throughput tests are timed by the grader: CPU time of separate sandboxed runs"},
-                "notes": self.notes}
 
 
 def _select(course: Path, only: str | None) -> list[catalog.Kata]:
@@ -88,64 +56,30 @@ class Recorded:
     timings: dict[str, tuple[float, float] | None] = field(default_factory=dict)  # the grader's own
 
 
-@dataclass(frozen=True)
-class CollectedTest:
-    """One test as the grader itself collects it (never as a child reports it)."""
-
-    nodeid: str  # katas/week2/test_attention.py::test_x[1]
-    timeout: float  # its own @pytest.mark.timeout, or the grade's default
-    throughput: bool  # timed by the grader (graders.timing), not by the recording run
-
-    @property
-    def file(self) -> str:
-        return self.nodeid.split("::", 1)[0]
-
-
 class Collections:
-    """Collections already made, by (files, default timeout): a `--batch` collects the course's
+    """Collections already made, by files: a `--batch` collects the course's
     tests once, not once per submission (the files are the grader's own, never a submission's)."""
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._made: dict[tuple, dict[str, CollectedTest]] = {}
+        self._made: dict[tuple, dict[str, runner.CollectedItem]] = {}
 
-    def get(self, files: list[str], course: Path, default_timeout: float) -> dict[str, CollectedTest]:
-        key = (tuple(files), str(course), default_timeout)
+    def get(self, files: list[str], course: Path) -> dict[str, runner.CollectedItem]:
+        key = (tuple(files), str(course))
         with self._lock:
             if key not in self._made:
-                self._made[key] = collect(files, course, default_timeout)
+                self._made[key] = collect(files, course)
             return self._made[key]
 
 
-def collect(files: list[str], course: Path, default_timeout: float) -> dict[str, CollectedTest]:
+def collect(files: list[str], course: Path) -> dict[str, runner.CollectedItem]:
     """Every test in `files` (hidden ones included), as the grader collects them."""
     if not files:
         return {}
-
-    class Collector:
-        tests: dict[str, CollectedTest] = {}
-
-        def pytest_collection_finish(self, session):
-            for item in session.items:
-                marker = item.get_closest_marker("timeout")
-                seconds = (marker.args[0] if marker.args else marker.kwargs.get("timeout")) if marker else None
-                self.tests[item.nodeid] = CollectedTest(item.nodeid, float(seconds or default_timeout),
-                                                        item.get_closest_marker("throughput") is not None)
-
-    collector = Collector()
-    collector.tests = {}
     with _replay_lock:
         _forget_test_modules(course)
-        pytest.main([*files, "--collect-only", "--hidden", *_in_process_args(course)], plugins=[collector])
-    return collector.tests
-
-
-def _in_process_args(course: Path) -> list[str]:
-    """Options of every pytest session the grader runs in its own process."""
-    return ["-p", "no:terminal", "-p", "no:cacheprovider", "-p", "no:randomly",
-            "-p", "no:unraisableexception",  # its gc.collect() at exit costs ~0.5 s per session
-            "--rootdir", str(course), "-c", str(course / "pyproject.toml"),
-            "-o", "addopts=--import-mode=importlib", "--hypothesis-profile", "grading"]
+        results = runner.run(files, hidden=True, profile="grading", collect_only=True, root=course)
+    return {item.nodeid: item for item in results.collected}
 
 
 def _groups(kata: catalog.Kata, course: Path, hidden: bool) -> list[tuple[str, list[str]]]:
@@ -177,7 +111,7 @@ class Grading:
     iso: sandbox.Isolation
     unsafe: bool
     tree: sandbox.Tree
-    tests: dict[str, CollectedTest]
+    tests: dict[str, runner.CollectedItem]  # by node id: what the grader collected itself
     recorded: Recorded
     deadline: float | None = None
 
@@ -199,7 +133,7 @@ def record_and_replay(submission: Path, course: Path, katas: list[catalog.Kata],
     recorded.replay_dir.mkdir(mode=0o700)
     files = [f for kata in katas for _, group in _groups(kata, course, hidden) for f in group]
     grading = Grading(submission, course, hidden, limits, iso, unsafe, tree,
-                      (collections or Collections()).get(files, course, limits.test_seconds), recorded, deadline)
+                      (collections or Collections()).get(files, course), recorded, deadline)
 
     def one_kata(kata: catalog.Kata) -> tuple[list[dict], list[str]]:
         budget = KataBudget()  # shared by the kata's public and hidden runs, one after the other
@@ -217,12 +151,12 @@ def _record_group(grading: Grading, kata: catalog.Kata, files: list[str], visibi
     """One kata, one visibility: run the child, restart it past tests that hang or kill it."""
     course, limits, recorded = grading.course, grading.limits, grading.recorded
     relative = [str(Path("katas") / kata.week / Path(f).name) for f in files]
-    tests = {n: t for n, t in grading.tests.items() if t.file in relative}
+    tests = {n: t for n, t in grading.tests.items() if n.split("::", 1)[0] in relative}
     if grading.deadline is not None and time.monotonic() > grading.deadline:
         for nodeid in tests:
             recorded.failed[nodeid] = "not run: the whole grade's time limit ran out"
         return
-    timeouts = {n: t.timeout for n, t in tests.items()}
+    timeouts = {n: t.timeout or limits.test_seconds for n, t in tests.items()}
     # The hidden child also holds the public test module (public anyway): hidden tests import
     # helpers from it. The public child never holds a hidden file.
     public = [Path(f) for f in catalog.test_files([kata], False, course / "katas")]
@@ -288,7 +222,8 @@ def _replay_kata(grading: Grading, kata: catalog.Kata) -> tuple[list[dict], list
 
 def _timings_file(recorded: Recorded) -> Path:
     path = recorded.replay_dir.parent / "timings.json"
-    timing.write_timings({k: v for k, v in recorded.timings.items() if v is not None}, path)
+    timings = dict(recorded.timings)  # one copy: other katas' threads add theirs meanwhile
+    timing.write_timings({k: v for k, v in timings.items() if v is not None}, path)
     return path
 
 
@@ -308,24 +243,12 @@ def _forget_test_modules(course: Path) -> None:
 
 def _replay_session(submission: Path, course: Path, recorded: Recorded, files: list[str],
                     hidden: bool) -> tuple[list[dict], pytest.ExitCode]:
-    class Results:
-        results: list[dict] = []
-
-        def pytest_sessionfinish(self, session):
-            self.results = session.config._kata_results
-
-    collector = Results()
     with _replay_lock:  # pytest sessions in one process take turns (recording children run in parallel)
-        args = [*files, "--impl", str(submission), "--kata-replay", str(recorded.replay_dir),
-                "--kata-timings", str(_timings_file(recorded)), *_in_process_args(course),
-                *(["--hidden"] if hidden else [])]
-        previous = impl.current()
         _forget_test_modules(course)
-        try:
-            exit_code = pytest.main(args, plugins=[collector])
-        finally:
-            impl.set_current(previous)
-    return collector.results, pytest.ExitCode(exit_code)
+        results = runner.run(files, impl=str(submission), hidden=hidden, profile="grading", root=course,
+                             extra=("--kata-replay", str(recorded.replay_dir),
+                                    "--kata-timings", str(_timings_file(recorded))))
+    return results.tests, results.exit_code
 
 
 def grade(submission: str | Path, course: str | Path | None = None, hidden: bool = False, only: str | None = None,
@@ -376,101 +299,3 @@ def grade(submission: str | Path, course: str | Path | None = None, hidden: bool
         report.katas[kata_id] = {"score": t["earned"], "max_score": t["possible"], "passed": t["passed"],
                                  "failed": t["failed"]}
     return report
-
-
-# --- CLI ----------------------------------------------------------------------------------
-
-
-def add_commands(sub) -> None:
-    p = sub.add_parser("grade", help="grade a submission in a sandbox (record there, judge here)")
-    p.add_argument("submission", nargs="?", help="a directory laid out like katas/")
-    p.add_argument("--tests", default=None, help="trusted course root with katas/ and reference/ (default: this one)")
-    p.add_argument("--hidden", action="store_true", help="include hidden tests")
-    p.add_argument("--only", default=None, help="weekN or weekN/kata")
-    p.add_argument("--hidden-feedback", action="store_true",
-                   help="show hidden tests' failure messages (default: name and pass/fail only)")
-    p.add_argument("--format", choices=list(FORMATS), default="text", help="the report's format on stdout")
-    p.add_argument("--out", action="append", default=[], metavar="FILE",
-                   help="write the report here instead of stdout, in the format its extension names "
-                        "(.json, .md, .xml for JUnit, .txt); repeatable")
-    p.add_argument("--batch", default=None, help="a directory of submissions (one sub-directory each)")
-    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once with --batch")
-    p.add_argument("--csv", default=None, help="with --batch: write the gradebook here")
-    p.add_argument("--timeout", type=float, default=3 * 3600, metavar="SECONDS",
-                   help="the whole grade's time limit, per submission (default 3 hours); katas not reached "
-                        "by then score 0, and the report says why")
-    p.add_argument("--test-timeout", type=float, default=sandbox.Limits.test_seconds, metavar="SECONDS",
-                   help="one test's time limit in the sandbox, unless the test sets a longer one (default 60)")
-    p.add_argument("--unsafe-no-sandbox", action="store_true",
-                   help="grade without bubblewrap (your own code, on your own machine): the report says so")
-    p.set_defaults(func=cmd_grade)
-
-
-def cmd_grade(args, console) -> int:
-    try:
-        sandbox.isolation(args.unsafe_no_sandbox)  # a missing bwrap is one clear line, before any work
-        if args.batch:
-            if not Path(args.batch).is_dir():
-                raise FileNotFoundError(f"{args.batch} is not a directory")
-            return _batch(args, console)
-        if not args.submission:
-            raise LookupError("name a submission directory (or --batch DIR)")
-        report = grade(args.submission, args.tests, hidden=args.hidden, only=args.only,
-                       hidden_feedback=args.hidden_feedback, unsafe_no_sandbox=args.unsafe_no_sandbox,
-                       timeout=args.timeout, limits=sandbox.Limits(test_seconds=args.test_timeout))
-    except (sandbox.SandboxUnavailable, FileNotFoundError, LookupError) as exc:
-        print(f"kata grade: {exc}", file=sys.stderr)
-        return 2
-    for out in args.out:
-        Path(out).write_text(render(report, _format_for(out, args.format)))
-    if not args.out:
-        # Plain bytes: a console renderer would wrap lines inside JSON strings and XML.
-        sys.stdout.write(render(report, args.format))
-        sys.stdout.flush()
-    return 0
-
-
-def _format_for(path: str, default: str) -> str:
-    suffix = Path(path).suffix.lower()
-    return next((fmt for fmt, ext in FORMATS.items() if ext == suffix), default)
-
-
-def _batch(args, console) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from rich.progress import Progress
-
-    subs = sorted(p for p in Path(args.batch).iterdir() if p.is_dir())
-    rows: dict[str, Report | str] = {}
-    collections = Collections()  # the course's tests, collected once for the whole class
-    with Progress(console=console, disable=not console.is_terminal) as progress:
-        task = progress.add_task("grading", total=len(subs))
-
-        def one(path: Path):
-            try:
-                rows[path.name] = grade(path, args.tests, hidden=args.hidden, only=args.only,
-                                        hidden_feedback=args.hidden_feedback,
-                                        unsafe_no_sandbox=args.unsafe_no_sandbox, timeout=args.timeout,
-                                        limits=sandbox.Limits(test_seconds=args.test_timeout),
-                                        workers=max(1, (os.cpu_count() or 1) // max(1, args.jobs)),
-                                        collections=collections)
-            except Exception as exc:  # one broken submission never stops the batch
-                rows[path.name] = f"error: {exc}"
-            progress.advance(task)
-
-        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-            list(pool.map(one, subs))
-    if args.csv:
-        katas = sorted({k for r in rows.values() if isinstance(r, Report) for k in r.katas})
-        lines = [",".join(["student", *katas, "total", "max", "error"])]
-        for name, r in sorted(rows.items()):
-            if isinstance(r, Report):
-                lines.append(",".join([name, *(f"{r.katas.get(k, {}).get('score', 0):g}" for k in katas),
-                                       f"{r.score:g}", f"{r.max_score:g}", ""]))
-            else:
-                lines.append(",".join([name, *([""] * len(katas)), "0", "", r.replace(",", ";")]))
-        Path(args.csv).write_text("\n".join(lines) + "\n")
-    for name, r in sorted(rows.items()):
-        console.print(f"{name}: " + (f"{r.score:g} / {r.max_score:g}" if isinstance(r, Report) else plain(r, 300)),
-                      markup=False, highlight=False)
-    return 0

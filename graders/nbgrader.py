@@ -34,8 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from . import catalog, impl, notebook
-from .plugin import points_of
+from . import catalog, impl, notebook, runner
 
 NOTEBOOK_LIMIT_MB = 32
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -64,24 +63,12 @@ def collect_tests(week: str) -> list[GradedTest]:
     """Every graded test item of the week (hidden ones included), in file order."""
     files = catalog.test_files([k for k in catalog.all_katas() if k.week == week], hidden=True)
 
-    class Collect:
-        items: list[GradedTest] = []
-
-        def pytest_collection_finish(self, session):
-            self.items = [GradedTest(item.nodeid.split("katas/", 1)[-1], catalog.kata_id_for_test_file(item.path),
-                                   points_of(item), item.get_closest_marker("hidden") is not None,
-                                   item.get_closest_marker("gpu") is not None)
-                          for item in session.items if points_of(item)]
-
-    collector = Collect()
-    root = impl.PROJECT_ROOT
-    code = pytest.main([*files, "--collect-only", "--impl", "reference", "--hidden", "-p", "no:terminal",
-                        "-p", "no:cacheprovider", "--rootdir", str(root), "-c", str(root / "pyproject.toml"),
-                        "-o", "addopts=--import-mode=importlib"], plugins=[collector])
-    if code != pytest.ExitCode.OK:
-        raise notebook.BuildError(f"{week}: collecting its tests failed (pytest exit status {int(code)}): "
+    results = runner.run(files, impl="reference", hidden=True, collect_only=True)
+    if results.exit_code != pytest.ExitCode.OK:
+        raise notebook.BuildError(f"{week}: collecting its tests failed (pytest exit status {int(results.exit_code)}): "
                                   f"run `pytest katas/{week} --impl reference --collect-only`")
-    return collector.items
+    return [GradedTest(item.nodeid.split("katas/", 1)[-1], item.kata, item.points, item.hidden, item.gpu)
+            for item in results.collected if item.points]
 
 
 def cell_id(*parts: str) -> str:
@@ -414,7 +401,7 @@ def submit(week: str, course_dir: str | Path, student: str,
 class Outcome:
     student: str
     scores: dict[str, float] = field(default_factory=dict)  # test cell grade id -> points earned
-    report: object = None  # the graders.grade.Report
+    report: object = None  # the graders.reports.Report
     notebook: dict | None = None  # the submission as read (outputs dropped)
     modules: dict[str, str] = field(default_factory=dict)
     error: str | None = None

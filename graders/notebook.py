@@ -34,7 +34,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import catalog, impl
+from . import catalog, impl, runner
 
 HEADER = "header"
 BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -433,9 +433,8 @@ def run_kata_tests(kata_id: str, modules: dict[str, str]) -> dict[str, dict]:
     project = impl.PROJECT_ROOT
     env = {k: v for k, v in os.environ.items() if k != impl.ENV_VAR}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", *files, "--impl", str(root), "--hidden", "--kata-report", str(report),
-         "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--rootdir", str(project), "-c", str(project / "pyproject.toml"),
-         "-o", "addopts=--import-mode=importlib", "--hypothesis-profile", "grading"],
+        [sys.executable, "-m", "pytest", *runner.arguments(files, impl=str(root), hidden=True, profile="grading",
+                                                           quiet=False), "--kata-report", str(report), "-q"],
         cwd=project, env=env, capture_output=True, text=True)
     if not report.is_file():
         raise RuntimeError(f"the tests of {kata_id} could not run (pytest exit status {run.returncode}):\n"

@@ -101,14 +101,6 @@ def current_kata() -> catalog.Kata | None:
     return catalog.load(kata_id) if kata_id else None
 
 
-def points_of(item: pytest.Item) -> float | None:
-    marker = item.get_closest_marker("points")
-    if marker is None:
-        return None
-    value = marker.args[0] if marker.args else marker.kwargs.get("n")
-    return float(value)
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("kata", "llm-katas")
     group.addoption("--impl", default=None, metavar="katas|reference|PATH",
@@ -241,7 +233,7 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         kata_id = catalog.kata_id_for_test_file(item.path)
         report.user_properties.extend([
             ("kata", kata_id or ""),
-            ("points", points_of(item)),
+            ("points", catalog.points_of(item)),
             ("hidden", item.get_closest_marker("hidden") is not None),
         ])
         item.user_properties[:] = report.user_properties

@@ -39,6 +39,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from .untrusted import file_stem, read_regular
+
 MAX_EVENTS = 20_000  # per test; a runaway loop of calls is cut off, not recorded forever
 MAX_TENSOR_BYTES = 64 * 2**20  # per test, in the recording
 BUILTIN_EXCEPTIONS = {name: obj for name, obj in vars(builtins).items()
@@ -62,10 +64,6 @@ class RecordingError(Exception):
 def configure(new_mode: str, directory: str | Path | None) -> None:
     global mode, _directory
     mode, _directory = new_mode, Path(directory) if directory else None
-
-
-def file_stem(nodeid: str) -> str:
-    return hashlib.sha256(nodeid.encode()).hexdigest()[:24]
 
 
 # --- digests: "is this the same question?" -----------------------------------------------
@@ -323,7 +321,6 @@ class TestRecording:
     def load(cls, directory: Path, nodeid: str) -> "TestRecording | None":
         from safetensors.torch import load as load_tensors
 
-        from .sandbox import read_regular
 
         stem = file_stem(nodeid)
         try:

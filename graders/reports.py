@@ -12,11 +12,42 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
-if TYPE_CHECKING:
-    from .grade import Report
+@dataclass
+class Report:
+    """One submission's grade: per test (close to Gradescope's results.json), per kata, per week."""
+
+    submission: str
+    tests: list[dict] = field(default_factory=list)
+    katas: dict[str, dict] = field(default_factory=dict)
+    protections: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return sum(t["score"] for t in self.tests)
+
+    @property
+    def max_score(self) -> float:
+        return sum(t["max_score"] for t in self.tests)
+
+    def weeks(self) -> dict[str, dict]:
+        weeks: dict[str, dict] = {}
+        for kata_id, t in self.katas.items():
+            w = weeks.setdefault(kata_id.split("/")[0], {"score": 0.0, "max_score": 0.0})
+            w["score"] += t["score"]
+            w["max_score"] += t["max_score"]
+        return weeks
+
+    def as_json(self) -> dict:
+        return {"score": self.score, "max_score": self.max_score, "submission": self.submission,
+                "tests": self.tests, "katas": self.katas, "weeks": self.weeks(),
+                "sandbox": {"protections": self.protections,
+                            "note": "throughput tests are timed by the grader: CPU time of separate sandboxed runs"},
+                "notes": self.notes}
+
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 

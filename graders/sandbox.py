@@ -41,7 +41,6 @@ import queue
 import resource
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -50,7 +49,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import catalog
+from . import catalog, runner
+from .untrusted import FileTooLarge, file_stem, nesting_depth_at_most, read_regular
 
 MAX_SOURCE_BYTES = 512 * 1024
 COPIED = ("graders", "fixtures", "checkpoints")
@@ -186,48 +186,6 @@ def copy_kata_module(submission: Path, tree: Tree, kata: catalog.Kata) -> None:
 # --- reading what a child wrote ----------------------------------------------------------------
 
 
-class FileTooLarge(OSError):
-    pass
-
-
-def read_regular(path: Path, max_bytes: int, dir_fd: int | None = None) -> bytes:
-    """The bytes of `path` if it is a regular file of at most `max_bytes`: never follows a
-    symbolic link, never blocks on a FIFO or device, never reads past the limit."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, f"{path} is not a regular file")
-        if info.st_size > max_bytes:
-            raise FileTooLarge(errno.EFBIG, f"{path} is larger than {max_bytes} bytes")
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:
-                raise FileTooLarge(errno.EFBIG, f"{path} grew past {max_bytes} bytes")
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def nesting_depth_at_most(value, limit: int) -> bool:
-    """Whether decoded JSON nests no deeper than `limit` (checked without recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return True
-
-
 def ingest(recordings: Path, nodeids: list[str], target: Path, limits: Limits) -> dict[str, str]:
     """Copy the recordings of `nodeids` from a child's directory into the grader's own
     `target`, re-encoding each after validating it. Returns {nodeid: why it was rejected}.
@@ -239,7 +197,6 @@ def ingest(recordings: Path, nodeids: list[str], target: Path, limits: Limits) -
     from safetensors.torch import load as load_tensors
     from safetensors.torch import save_file
 
-    from .recording import file_stem
 
     rejected: dict[str, str] = {}
     total = 0
@@ -462,12 +419,13 @@ def _command(spec: ChildSpec, iso: Isolation, control_fd: int, seccomp_fd: int |
     inside = INSIDE if iso.sandboxed else _unsafe_root(spec)
     record = RECORD_INSIDE if iso.sandboxed else spec.recordings
     pytest_args = [
-        "-s", "-m", "graders.child", *spec.files, "--impl", str(inside / "submission"),
-        "-p", "graders.plugin", "-p", "_hypothesis_pytestplugin", "-p", "pytest_timeout",
-        "--kata-record", str(record), "--kata-control-fd", str(control_fd),
-        "--noconftest", "-p", "no:cacheprovider", "-p", "no:unraisableexception", "--rootdir", str(inside), "-c", str(inside / "pytest.ini"), "-q",
-        "--import-mode=importlib", "--timeout", str(int(spec.test_seconds)), "--hypothesis-profile", "grading",
-        *(["--hidden"] if spec.hidden else []),
+        "-s", "-m", "graders.child",
+        *runner.arguments(spec.files, impl=str(inside / "submission"), hidden=spec.hidden, profile="grading",
+                          root=inside, config=inside / "pytest.ini", quiet=False),
+        # Plugin autoload is off in the child (its environment): only these load, and no conftest.
+        "-p", "graders.plugin", "-p", "_hypothesis_pytestplugin", "-p", "pytest_timeout", "--noconftest",
+        "-p", "no:unraisableexception", "-q",
+        "--kata-record", str(record), "--kata-control-fd", str(control_fd), "--timeout", str(int(spec.test_seconds)),
         *(["--kata-max-test-seconds", str(int(spec.cap_seconds))] if spec.cap_seconds else []),
         "--kata-timeout-budget", str(spec.timeout_budget), "--kata-short-timeout", str(spec.short_seconds),
         *(["--kata-timing-fd", str(spec.timing_fd)] if spec.timing_fd is not None else []),

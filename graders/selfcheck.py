@@ -15,8 +15,6 @@ module imported by one session is correct for the next one, whatever its root.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -27,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import impl
+from . import impl, runner
 
 TESTS_DIR = impl.PROJECT_ROOT / "tests"
 MUTANTS_DIR = TESTS_DIR / "mutants"
@@ -94,14 +92,8 @@ def make_root(base: Path, kata: str, source: str) -> Path:
 
 def _run_jobs_here(jobs: list[dict]) -> None:
     """Worker side: one pytest session per job, output swallowed, results to job['report']."""
-    import pytest
-
     for job in jobs:
-        args = [*job["tests"], "--impl", job["impl"], "--hidden", "--kata-report", job["report"],
-                "-q", "-p", "no:cacheprovider", "--no-header", "-o", "addopts=--import-mode=importlib",
-                "--rootdir", str(impl.PROJECT_ROOT)]
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            pytest.main(args)
+        runner.run_quietly(job["tests"], impl=job["impl"], hidden=True, extra=("--kata-report", job["report"]))
 
 
 def run(jobs: list[dict], workers: int | None = None) -> dict[str, dict]:

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 
 from graders import impl, reports, sandbox
-from graders.grade import Report
+from graders.reports import Report
 from graders.recording import file_stem
 from tests.markdown_reading import outside_code_blocks
 
