@@ -68,6 +68,12 @@ container attributes) as data. A class of the test's is code to it: a computatio
 inside its methods is the author's to keep out of the sandbox (write it as an oracle).
 - The names `oracle`, `check` and `WITHHELD` are never rebound in a test file.
 
+The shared test helpers of `graders.testing` (`randn`, `hinted`) are read as if the test
+file defined them itself: `from graders.testing import randn` puts that function's source
+in the file's place for the lint, so `hinted(hint, student_fn, ...)` is a student call and
+`x = randn(..., seed=1)` a computation (an input once student code gets it), just as with
+the local definitions they replace. `reference` imported from there is `graders.reference`.
+
 Hypothesis derives a derandomized test's examples from a digest of the test function's
 *source*; the stripped source differs, so `graders.plugin` digests the test's name and
 signature instead, and the recording run and the replay draw the same examples.
@@ -77,6 +83,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +92,31 @@ from typing import Iterable
 WITHHELD_NAME = "WITHHELD"
 STRIPPED_CHECKS = ("close", "equal", "that", "raises")
 INPUT_MARK = re.compile(r"#\s*withhold:\s*input\b")
+SHARED_HELPERS = "graders.testing"  # functions a test imports, linted as if the file defined them
+
+
+@functools.cache
+def _shared_helper_definitions() -> dict[str, ast.FunctionDef]:
+    """The module-level functions of graders/testing.py, parsed."""
+    path = Path(__file__).with_name("testing.py")
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def _shared_helper(node: ast.AST, alias: ast.alias) -> ast.FunctionDef | None:
+    """For `from graders.testing import randn`: a copy of randn's definition, named as the
+    test binds it and placed on the import's line (where any problem in it is reported)."""
+    if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == SHARED_HELPERS):
+        return None
+    definition = _shared_helper_definitions().get(alias.name)
+    if definition is None:
+        return None
+    definition = copy.deepcopy(definition)
+    definition.name = alias.asname or alias.name
+    for n in ast.walk(definition):
+        if hasattr(n, "lineno"):
+            n.lineno = n.end_lineno = node.lineno
+    return definition
 
 
 # --- what names mean in a test file ---------------------------------------------------------
@@ -130,6 +162,8 @@ def _harness_names(tree: ast.Module) -> _Names:
                     kinds[alias.name].add(bound)
                 elif node.module == "graders.boundary" and alias.name in kinds:
                     kinds[alias.name].add(bound)
+                elif node.module == SHARED_HELPERS and alias.name == "reference":
+                    names.reference.add(bound)
     return names
 
 
@@ -441,6 +475,11 @@ class _Module:
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             for alias in node.names:
                 bound = alias.asname or alias.name.split(".")[0]
+                shared = _shared_helper(node, alias)
+                if shared is not None:  # graders.testing's randn, hinted: as if defined here
+                    self.bindings.setdefault(bound, []).append(_Binding("def", None, node.lineno))
+                    self.functions[bound] = shared
+                    continue
                 self.bindings.setdefault(bound, []).append(_Binding("import", None, node.lineno))
         elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]

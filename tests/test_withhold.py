@@ -12,11 +12,13 @@ Three things are checked here:
 """
 
 import ast
+import inspect
+import re
 import textwrap
 
 import pytest
 
-from graders import WITHHELD, check, impl, oracle, recording
+from graders import WITHHELD, check, impl, oracle, recording, testing
 from graders.oracle import Withheld
 from graders.withhold import lint, strip_expected, student_calls
 
@@ -382,6 +384,50 @@ def test_an_input_mark_lets_a_named_input_through():
     """
     assert problems(source) == []
     assert len(problems(source.replace("  # withhold: input", ""))) == 1
+
+
+def test_helpers_imported_from_graders_testing_read_as_if_the_file_defined_them():
+    """`hinted(hint, fn, student_object)` runs student code (so what it returns is the
+    student's, and what it is given an input), and `randn(...)` is a computation, not a
+    literal: the same whether the file imports them or defines them itself."""
+    body = """
+    def run(layer, x):
+        return layer(x)
+
+    def test_a():
+        layer = kata.MultiHeadSelfAttention(4, 2)
+        x = torch.arange(8.0).reshape(1, 2, 4) * 0.5
+        out = hinted("head_order", run, layer, x)
+        check.close(out, x)
+
+    def test_b():
+        x = randn(3, seed=1)
+        check.close(kata.softmax(torch.ones(3)), x)
+    """
+    definitions = inspect.getsource(testing.hinted) + "\n" + inspect.getsource(testing.randn)
+    local = HEADER + textwrap.indent(definitions, "    ") + body
+    imported = HEADER + "    from graders.testing import hinted, randn\n" + body
+
+    def without_lines(found):  # the definitions above the tests move them down
+        return [re.sub(r"line \d+", "line N", p) for p in found]
+
+    for hidden in (False, True):
+        found = without_lines(problems(imported, hidden=hidden))
+        assert found == without_lines(problems(local, hidden=hidden))
+        assert len(found) == 1 and "`x`" in found[0] and "computed in the test itself" in found[0]
+
+
+def test_reference_imported_from_graders_testing_is_the_reference():
+    header = HEADER.replace("from graders import check, oracle, reference, student",
+                            "from graders import check, oracle, student\n    from graders.testing import reference")
+    assert header != HEADER
+    source = header + """
+    def test_a():
+        x = torch.ones(2)
+        want = model.softmax(x)
+        check.close(kata.softmax(x), want)
+    """
+    assert problems(source, hidden=True) == []
 
 
 # --- every kata test file ----------------------------------------------------------------------

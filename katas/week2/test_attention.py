@@ -3,8 +3,6 @@
 Expected values are computed inline in the check or through `oracle(...)`: never in the
 process that runs your code when grading (see graders/oracle.py)."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -12,13 +10,9 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
 from graders import check, fixtures, oracle, student
+from graders.testing import randn
 
 attention = student("week2.attention")
-
-
-def randn(*shape, seed=0, dtype=torch.float32, scale=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
 
 
 def bottom_right(q_len, k_len):

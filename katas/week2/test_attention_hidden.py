@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from graders import check, reference, student
+from graders.testing import randn
 
 pytestmark = pytest.mark.hidden
 
@@ -11,15 +12,13 @@ attention = student("week2.attention")
 model = reference("week2.attention")
 
 
-def randn(*shape, seed):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-
-
 @pytest.mark.points(2)
 @pytest.mark.parametrize("seed", [101, 202, 303])
 def test_sdpa_on_fresh_inputs(seed):
-    q, k, v = randn(3, 2, 6, 12, seed=seed), randn(3, 2, 9, 12, seed=seed + 1), randn(3, 2, 9, 5, seed=seed + 2)
-    mask = randn(3, 1, 6, 9, seed=seed + 3) > -0.3
+    q = randn(3, 2, 6, 12, seed=seed, draw_dtype=torch.float32)
+    k = randn(3, 2, 9, 12, seed=seed + 1, draw_dtype=torch.float32)
+    v = randn(3, 2, 9, 5, seed=seed + 2, draw_dtype=torch.float32)
+    mask = randn(3, 1, 6, 9, seed=seed + 3, draw_dtype=torch.float32) > -0.3
     mask[..., -1] = True
     for kwargs in ({}, {"mask": mask}, {"is_causal": True}, {"mask": mask, "is_causal": True}):
         check.close(attention.scaled_dot_product_attention(q, k, v, **kwargs),
@@ -36,18 +35,22 @@ def test_causal_mask_on_fresh_sizes(q_len, k_len):
 def test_mha_on_fresh_weights():
     # The test makes the weights and loads the same ones into both: never the student's weights
     # into the reference (all-zero weights would make both agree).
-    weights = {"w_qkv.weight": randn(60, 20, seed=404) * 0.3, "w_qkv.bias": randn(60, seed=405) * 0.1,
-               "w_o.weight": randn(20, 20, seed=406) * 0.3, "w_o.bias": randn(20, seed=407) * 0.1}
+    weights = {"w_qkv.weight": randn(60, 20, seed=404, draw_dtype=torch.float32) * 0.3,
+               "w_qkv.bias": randn(60, seed=405, draw_dtype=torch.float32) * 0.1,
+               "w_o.weight": randn(20, 20, seed=406, draw_dtype=torch.float32) * 0.3,
+               "w_o.bias": randn(20, seed=407, draw_dtype=torch.float32) * 0.1}
     mha = attention.MultiHeadSelfAttention(20, 5)
     mha.load_state_dict(weights)
     expected_module = model.MultiHeadSelfAttention(20, 5)
     expected_module.load_state_dict(weights)
-    x = randn(2, 7, 20, seed=505)
+    x = randn(2, 7, 20, seed=505, draw_dtype=torch.float32)
     with torch.no_grad():
         check.close(mha(x), expected_module(x), hint="head_order")
 
 
 @pytest.mark.points(1)
 def test_attention_numpy_on_fresh_inputs():
-    q, k, v = (randn(2, 4, 8, seed=606).numpy(), randn(2, 6, 8, seed=607).numpy(), randn(2, 6, 3, seed=608).numpy())
+    q, k, v = (randn(2, 4, 8, seed=606, draw_dtype=torch.float32).numpy(),
+               randn(2, 6, 8, seed=607, draw_dtype=torch.float32).numpy(),
+               randn(2, 6, 3, seed=608, draw_dtype=torch.float32).numpy())
     check.close(attention.attention_numpy(q, k, v), model.attention_numpy(q, k, v), hint="numpy_dtype")

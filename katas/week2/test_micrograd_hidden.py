@@ -11,8 +11,9 @@ import torch
 from hypothesis import given, settings
 
 from graders import check, in_one_crossing, oracle, student, unwrap
+from graders.testing import hinted
 
-from .test_micrograd import hinted, programs, student_run, torch_oracle
+from .test_micrograd import programs, student_run, torch_oracle
 
 pytestmark = pytest.mark.hidden
 

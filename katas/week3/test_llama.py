@@ -7,7 +7,6 @@ float64 angles; and RoPE's two defining properties (rotations keep norms; q.k de
 on the distance between positions).
 """
 
-import math
 from pathlib import Path
 
 import pytest
@@ -17,15 +16,11 @@ from transformers import LlamaConfig
 from transformers.models.llama import modeling_llama as hf
 
 from graders import check, fixtures, oracle, student
+from graders.testing import randn
 
 llama = student("week3.llama")
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "llama-tiny" / "model.safetensors"
-
-
-def randn(*shape, seed=0, dtype=torch.float32, scale=1.0, shift=0.0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale + shift).to(dtype)
 
 
 def hf_config(d_model, n_heads, n_kv_heads, theta=10000.0, max_positions=4096, hidden=None):

@@ -4,16 +4,12 @@ import pytest
 import torch
 
 from graders import check, reference, student
+from graders.testing import randn
 
 pytestmark = pytest.mark.hidden
 
 llama = student("week3.llama")
 model = reference("week3.llama")
-
-
-def randn(*shape, seed, dtype=torch.float32, scale=1.0, shift=0.0):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale + shift).to(dtype)
 
 
 def rope_atol(max_position):

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from graders import check, in_one_crossing, oracle, reference, student, unwrap
+from graders import check, in_one_crossing, reference, student, unwrap
+from graders.testing import randn
 
 pytestmark = pytest.mark.hidden
 
@@ -24,22 +25,19 @@ def _llama():
     return transformers.LlamaForCausalLM.from_pretrained(CHECKPOINTS / "llama-tiny")
 
 
-def randn(*shape, seed, scale=1.0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
-
-
 def linear(in_features, out_features, seed, bias=True):
     layer = nn.Linear(in_features, out_features, bias=bias)
     with torch.no_grad():
-        layer.weight.copy_(randn(out_features, in_features, seed=seed, scale=0.4))
+        layer.weight.copy_(randn(out_features, in_features, seed=seed, scale=0.4, draw_dtype=torch.float32))
         if bias:
-            layer.bias.copy_(randn(out_features, seed=seed + 1, scale=0.1))
+            layer.bias.copy_(randn(out_features, seed=seed + 1, scale=0.1, draw_dtype=torch.float32))
     return layer
 
 
 def adapters(r, n_in, n_out, seed):
     """A [r, in] and B [out, r]: made by the test, loaded into both layers."""
-    return randn(r, n_in, seed=seed, scale=0.3), randn(n_out, r, seed=seed + 1, scale=0.3)
+    return (randn(r, n_in, seed=seed, scale=0.3, draw_dtype=torch.float32),
+            randn(n_out, r, seed=seed + 1, scale=0.3, draw_dtype=torch.float32))
 
 
 def set_adapters(layer, A, B):
@@ -64,7 +62,7 @@ def test_forward_and_merge_on_fresh_layers(n_in, n_out, r, alpha, bias):
     with torch.no_grad():
         theirs.A.copy_(A)
         theirs.B.copy_(B)
-    x = randn(2, 3, n_in, seed=seed + 9)
+    x = randn(2, 3, n_in, seed=seed + 9, draw_dtype=torch.float32)
     check.close(ours(x), theirs(x), hint="scale_alpha_not_over_r")
     with torch.no_grad():
         want = theirs.merge()(x)
@@ -98,7 +96,7 @@ def test_qlora_on_a_fresh_layer():
     torch.manual_seed(0)
     ours = lora.QLoRALinear(linear(128, 12, 77), r=4, alpha=16.0, block_size=32)
     theirs = model.QLoRALinear(linear(128, 12, 77), r=4, alpha=16.0, block_size=32)
-    x = randn(4, 128, seed=78)
+    x = randn(4, 128, seed=78, draw_dtype=torch.float32)
     check.close(ours(x), theirs(x), hint="not_nf4", what="fresh QLoRA output")
     A, B = adapters(4, 128, 12, 79)
     set_adapters(ours, A, B)

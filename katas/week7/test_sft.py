@@ -12,15 +12,11 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
 from graders import check, fixtures, oracle, student
+from graders.testing import randn
 
 sft = student("week7.sft")
 
 token_lists = st.lists(st.integers(3, 99), max_size=8)
-
-
-def randn(*shape, seed=0, scale=1.0, dtype=torch.float32):
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
 
 
 def shifted_cross_entropy(logits, labels, reduction="mean"):
@@ -95,7 +91,7 @@ def test_sft_loss_is_shifted_cross_entropy(shape):
 
 @pytest.mark.points(1)
 def test_sft_loss_ignores_prompt_and_keeps_dtype():
-    ids, labels = [3, 4, 5, 6, 7, 2], [-100, -100, -100, 6, 7, 2]
+    labels = [-100, -100, -100, 6, 7, 2]  # token ids [3, 4, 5, 6, 7, 2]; the prompt 3, 4, 5 is masked out
     logits = randn(1, 6, 11, seed=3, dtype=torch.float64)
     loss = sft.sft_loss(logits, torch.tensor([labels]))
     # the targets labels[3:] are predicted from positions 2, 3, 4

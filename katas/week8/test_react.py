@@ -7,25 +7,16 @@ checked against expression trees the test evaluates itself with the `operator` m
 """
 
 import operator
-import random
 
 import pytest
 from hypothesis import given, strategies as st
 
 from graders import check, student, type_name
+from graders.testing import hinted
 
 react = student("week8.react")
 
 STOPPED = "Agent stopped: max_steps reached."  # the contract's value of react.STOPPED
-
-
-def hinted(hint, fn, *args, **kwargs):
-    """Call `fn`; if a student call inside it crashes (e.g. RecursionError), fail with `hint`."""
-    try:
-        return fn(*args, **kwargs)
-    except pytest.fail.Exception as exc:
-        message = str(exc)
-    check.that(False, message, hint=None if "NOT STARTED" in message else hint)
 
 
 def raises_value_error(fn, text, hint):

@@ -15,13 +15,9 @@ from hypothesis import given, strategies as st
 from torch import nn
 
 from graders import check, is_instance, oracle, student, type_name
+from graders.testing import randn
 
 vision = student("week8.vision")
-
-
-def randn(*shape, seed, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
 
 
 def pixel_reader(channels, p, dtype=torch.float64):
@@ -45,13 +41,13 @@ def conv_patches(images, p):
 @given(B=st.integers(1, 2), C=st.integers(1, 4), p=st.integers(1, 4), rows=st.integers(1, 3),
        cols=st.integers(1, 3), seed=st.integers(0, 2**16))
 def test_patchify_matches_a_stride_p_conv(B, C, p, rows, cols, seed):
-    images = randn(B, C, rows * p, cols * p, seed=seed)
+    images = randn(B, C, rows * p, cols * p, seed=seed, dtype=torch.float64)
     check.close(vision.patchify(images, p), conv_patches(images, p), hint="patch_channel_order")
 
 
 @pytest.mark.points(1)
 def test_patch_order_is_row_major_over_the_grid():
-    images = randn(2, 1, 6, 10, seed=1)  # one channel: only the order of the patches matters
+    images = randn(2, 1, 6, 10, seed=1, dtype=torch.float64)  # one channel: only the order of the patches matters
     check.close(vision.patchify(images, 2), conv_patches(images, 2), hint="patch_grid_order")
 
 
@@ -102,7 +98,7 @@ def test_patch_embedding_equals_conv2d_with_copied_weights(C, p, D, bias, seed):
     if bias:
         state["proj.bias"] = conv.bias.detach()
     emb.load_state_dict(state)
-    images = randn(2, C, 2 * p, 3 * p, seed=seed)
+    images = randn(2, C, 2 * p, 3 * p, seed=seed, dtype=torch.float64)
     expected = oracle(conv_embedding, conv, images)
     check.close(emb(images), expected, hint="patch_channel_order")
 
@@ -133,7 +129,7 @@ def clip_oracle(image_emb, text_emb, logit_scale):
 
 
 def unit_rows(*shape, seed):
-    return F.normalize(randn(*shape, seed=seed), dim=-1)
+    return F.normalize(randn(*shape, seed=seed, dtype=torch.float64), dim=-1)
 
 
 @pytest.mark.points(3)
@@ -156,14 +152,14 @@ def test_clip_logit_scale_is_a_log_scale(logit_scale):
 
 @pytest.mark.points(1)
 def test_clip_loss_normalises_embeddings():
-    img, txt = randn(6, 5, seed=5) * 7.0, randn(6, 5, seed=6) * 0.2
+    img, txt = randn(6, 5, seed=5, dtype=torch.float64) * 7.0, randn(6, 5, seed=6, dtype=torch.float64) * 0.2
     check.close(vision.clip_loss(img, txt, 2.0), clip_oracle(img, txt, 2.0), hint="no_normalize")
 
 
 @pytest.mark.points(1)
 def test_clip_loss_gradients():
-    img = randn(4, 6, seed=7).requires_grad_()
-    txt = randn(4, 6, seed=8).requires_grad_()
+    img = randn(4, 6, seed=7, dtype=torch.float64).requires_grad_()
+    txt = randn(4, 6, seed=8, dtype=torch.float64).requires_grad_()
     scale = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
     got = vision.clip_loss.with_grad(img, txt, scale)  # d(w * loss), w a fixed random weight
     expected = oracle(clip_gradients, img, txt, scale)
@@ -219,14 +215,14 @@ def test_siglip_temperature_is_used_as_given():
 
 @pytest.mark.points(1)
 def test_siglip_loss_normalises_embeddings():
-    img, txt = randn(5, 3, seed=13) * 4.0, randn(5, 3, seed=14) * 0.3
+    img, txt = randn(5, 3, seed=13, dtype=torch.float64) * 4.0, randn(5, 3, seed=14, dtype=torch.float64) * 0.3
     check.close(vision.siglip_loss(img, txt, 10.0, -5.0), siglip_oracle(img, txt, 10.0, -5.0), hint="no_normalize")
 
 
 @pytest.mark.points(1)
 @pytest.mark.parametrize("loss", ["clip", "siglip"])
 def test_losses_are_symmetric_in_images_and_texts(loss):
-    img, txt = randn(5, 4, seed=15), randn(5, 4, seed=16)
+    img, txt = randn(5, 4, seed=15, dtype=torch.float64), randn(5, 4, seed=16, dtype=torch.float64)
     fn = vision.clip_loss if loss == "clip" else vision.siglip_loss
     args = (2.0,) if loss == "clip" else (5.0, -2.0)
     forward, swapped = fn(img, txt, *args), fn(txt, img, *args)  # both student calls: outside the check

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from graders import check, reference, student
-
-from .test_vision import randn
+from graders.testing import randn
 
 pytestmark = pytest.mark.hidden
 
