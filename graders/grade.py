@@ -35,7 +35,11 @@ from .reports import Report
 from .plugin import kata_totals
 
 
-_replay_lock = threading.Lock()
+# One thread of this process at a time runs a pytest session (collection, replays) or parses
+# Python (the sandbox's copies of the tests): pytest sessions share process state, and CPython
+# 3.11's `ast` is not thread-safe ("AST constructor recursion depth mismatch"). The katas'
+# recording threads only wait on their sandboxed children meanwhile.
+_in_process_lock = threading.Lock()
 
 
 def _select(course: Path, only: str | None) -> list[catalog.Kata]:
@@ -76,7 +80,7 @@ def collect(files: list[str], course: Path) -> dict[str, runner.CollectedItem]:
     """Every test in `files` (hidden ones included), as the grader collects them."""
     if not files:
         return {}
-    with _replay_lock:
+    with _in_process_lock:
         _forget_test_modules(course)
         results = runner.run(files, hidden=True, profile="grading", collect_only=True, root=course)
     return {item.nodeid: item for item in results.collected}
@@ -113,6 +117,7 @@ class Grading:
     tree: sandbox.Tree
     tests: dict[str, runner.CollectedItem]  # by node id: what the grader collected itself
     recorded: Recorded
+    tests_dirs: dict[tuple[str, str], Path]  # (kata id, visibility) -> the child's katas/ tree
     deadline: float | None = None
 
 
@@ -132,8 +137,11 @@ def record_and_replay(submission: Path, course: Path, katas: list[catalog.Kata],
     recorded = Recorded(work / "replay", refused=dict(tree.refused), protections=list(iso.protections))
     recorded.replay_dir.mkdir(mode=0o700)
     files = [f for kata in katas for _, group in _groups(kata, course, hidden) for f in group]
+    with _in_process_lock:  # the tests' sandbox copies are parsed and rewritten here, before any thread
+        tests_dirs = {(kata.id, visibility): _tests_dir(tree, course, kata, group, visibility)
+                      for kata in katas for visibility, group in _groups(kata, course, hidden)}
     grading = Grading(submission, course, hidden, limits, iso, unsafe, tree,
-                      (collections or Collections()).get(files, course), recorded, deadline)
+                      (collections or Collections()).get(files, course), recorded, tests_dirs, deadline)
 
     def one_kata(kata: catalog.Kata) -> tuple[list[dict], list[str]]:
         budget = KataBudget()  # shared by the kata's public and hidden runs, one after the other
@@ -146,10 +154,19 @@ def record_and_replay(submission: Path, course: Path, katas: list[catalog.Kata],
     return recorded, [r for results, _ in outcomes for r in results], [n for _, notes in outcomes for n in notes]
 
 
+def _tests_dir(tree: sandbox.Tree, course: Path, kata: catalog.Kata, files: list[str], visibility: str) -> Path:
+    """The test files one child holds, expected values stripped. The hidden child also holds
+    the public test module (public anyway): hidden tests import helpers from it. The public
+    child never holds a hidden file."""
+    public = [Path(f) for f in catalog.test_files([kata], False, course / "katas")]
+    held = sorted({Path(f) for f in files} | (set(public) if visibility == "hidden" else set()))
+    return sandbox.tests_dir(tree, course, kata, held, visibility)
+
+
 def _record_group(grading: Grading, kata: catalog.Kata, files: list[str], visibility: str,
                   budget: KataBudget) -> None:
     """One kata, one visibility: run the child, restart it past tests that hang or kill it."""
-    course, limits, recorded = grading.course, grading.limits, grading.recorded
+    limits, recorded = grading.limits, grading.recorded
     relative = [str(Path("katas") / kata.week / Path(f).name) for f in files]
     tests = {n: t for n, t in grading.tests.items() if n.split("::", 1)[0] in relative}
     if grading.deadline is not None and time.monotonic() > grading.deadline:
@@ -157,11 +174,7 @@ def _record_group(grading: Grading, kata: catalog.Kata, files: list[str], visibi
             recorded.failed[nodeid] = "not run: the whole grade's time limit ran out"
         return
     timeouts = {n: t.timeout or limits.test_seconds for n, t in tests.items()}
-    # The hidden child also holds the public test module (public anyway): hidden tests import
-    # helpers from it. The public child never holds a hidden file.
-    public = [Path(f) for f in catalog.test_files([kata], False, course / "katas")]
-    held = sorted({Path(f) for f in files} | (set(public) if visibility == "hidden" else set()))
-    tests_dir = sandbox.tests_dir(grading.tree, course, kata, held, visibility)
+    tests_dir = grading.tests_dirs[(kata.id, visibility)]
     uid = sandbox.child_uid() if grading.iso.drop_to_uid else None
     recordings = sandbox.recordings_dir(grading.tree.work, f"{kata.week}-{kata.name}-{visibility}", uid)
     finished: set[str] = set()
@@ -243,7 +256,7 @@ def _forget_test_modules(course: Path) -> None:
 
 def _replay_session(submission: Path, course: Path, recorded: Recorded, files: list[str],
                     hidden: bool) -> tuple[list[dict], pytest.ExitCode]:
-    with _replay_lock:  # pytest sessions in one process take turns (recording children run in parallel)
+    with _in_process_lock:
         _forget_test_modules(course)
         results = runner.run(files, impl=str(submission), hidden=hidden, profile="grading", root=course,
                              extra=("--kata-replay", str(recorded.replay_dir),
