@@ -35,11 +35,9 @@ from .reports import Report
 from .plugin import kata_totals
 
 
-# One thread of this process at a time runs a pytest session (collection, replays) or parses
-# Python (the sandbox's copies of the tests): pytest sessions share process state, and CPython
-# 3.11's `ast` is not thread-safe ("AST constructor recursion depth mismatch"). The katas'
-# recording threads only wait on their sandboxed children meanwhile.
-_in_process_lock = threading.Lock()
+# Pytest sessions (collection, replays) and parsing (the sandbox's copies of the tests) hold
+# `runner.exclusive`; the katas' recording threads only wait on their sandboxed children.
+_in_process_lock = runner.exclusive
 
 
 def _select(course: Path, only: str | None) -> list[catalog.Kata]:

@@ -449,8 +449,9 @@ def grade_notebook(path: Path, template: Template, student: str, max_bytes: int,
 
     outcome = Outcome(student)
     try:
-        outcome.notebook = read_notebook(path, max_bytes)
-        outcome.modules = kata_modules(outcome.notebook, template)
+        with runner.exclusive:  # parsing, beside other threads' replays
+            outcome.notebook = read_notebook(path, max_bytes)
+            outcome.modules = kata_modules(outcome.notebook, template)
     except NotebookError as exc:
         outcome.error = str(exc)
         return outcome
@@ -529,9 +530,12 @@ def autograde(course_dir: str | Path, week: str, students: list[str] | None = No
     # meanwhile would be lost.
     lines: dict[str, str] = {}
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        futures = {pool.submit(grade_notebook, course.path("submitted", week, s), template, s, max_bytes,
-                               other_modules=other_weeks_modules(course, s, others, max_bytes)): s
-                   for s in students}
+        futures = {}
+        for s in students:
+            with runner.exclusive:  # parsing, beside the replays of students already submitted
+                others_of_s = other_weeks_modules(course, s, others, max_bytes)
+            futures[pool.submit(grade_notebook, course.path("submitted", week, s), template, s, max_bytes,
+                                other_modules=others_of_s)] = s
         for future in as_completed(futures):
             student = futures[future]
             try:

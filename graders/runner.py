@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,13 @@ import pytest
 
 from . import catalog
 from . import impl as implementations
+
+
+# One thread of a process at a time runs a pytest session or parses Python: sessions share
+# process state (sys.modules, the current implementation), and CPython 3.11's `ast` is not
+# thread-safe ("AST constructor recursion depth mismatch"). Graders that work in threads
+# (`kata grade`'s katas, `--batch`, nbgrader's autograde) hold it for both.
+exclusive = threading.Lock()
 
 
 @dataclass(frozen=True)
