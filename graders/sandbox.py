@@ -442,8 +442,11 @@ def _command(spec: ChildSpec, iso: Isolation, control_fd: int, seccomp_fd: int |
     if not iso.sandboxed:
         return drop + python, inside
     root = os.geteuid() == 0
-    args = ["bwrap", *_bwrap_flags(root), *_system_binds()]
-    made: set[Path] = set()
+    # The fresh /proc, /dev and private /tmp first: a bind made later may sit inside them (a
+    # virtual environment under /tmp, the GPU's device nodes), not be hidden by them.
+    args = ["bwrap", *_bwrap_flags(root), "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
+            "--perms", "1777", "--tmpfs", "/dev/shm", *_system_binds()]
+    made: set[Path] = {Path("/tmp"), Path("/dev"), Path("/dev/shm")}  # mounted above, modes kept
     for path in _host_paths():
         # Directories above a bind are made by bubblewrap with the host's modes; a 0700 /root
         # (pyenv's interpreters live there) would lock the unprivileged child out.
@@ -460,8 +463,6 @@ def _command(spec: ChildSpec, iso: Isolation, control_fd: int, seccomp_fd: int |
     args += ["--ro-bind", str(base / "pytest.ini"), str(INSIDE / "pytest.ini"),
              "--ro-bind", str(spec.tests / "katas"), str(INSIDE / "katas"),
              "--bind", str(spec.recordings), str(RECORD_INSIDE),
-             "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
-             "--perms", "1777", "--tmpfs", "/dev/shm",
              "--chdir", str(INSIDE), "--clearenv"]
     for key, value in child_environment(INSIDE, RECORD_INSIDE).items():
         args += ["--setenv", key, value]

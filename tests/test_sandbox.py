@@ -185,3 +185,21 @@ def test_json_and_text_reports_escape_control_characters():
     assert json.loads(reports.to_json(report))["tests"][0]["output"].startswith("```")
     text = reports.to_text(report)
     assert "\x1b" not in text and "\x00" not in text and "\\x1b" in text
+
+
+def test_host_binds_under_tmp_are_made_after_the_private_tmp(tmp_path, monkeypatch):
+    """A virtual environment under /tmp (a course cloned into `mktemp -d`) and the GPU's device
+    nodes are bound after the sandbox's own /tmp and /dev exist: bound before, the fresh
+    mounts would hide them and the child could not even start its interpreter."""
+    venv = Path("/tmp/kata-venv-under-tmp")
+    monkeypatch.setattr(sandbox, "_host_paths", lambda: [venv])
+    monkeypatch.setattr(sandbox, "_system_binds", lambda: ["--dev-bind", "/dev/nvidia0", "/dev/nvidia0"])
+    tree = sandbox.Tree(tmp_path, tmp_path / "base")
+    spec = sandbox.ChildSpec(tree, tmp_path / "tests", ["katas/week2/test_attention.py"], tmp_path / "rec", None,
+                             False, [], [], 60.0, None)
+    iso = sandbox.Isolation(sandboxed=True, protections=[], drop_to_uid=False)
+    command, _ = sandbox._command(spec, iso, control_fd=3, seccomp_fd=None)
+    position = {tuple(command[i:i + 2]): i for i in range(len(command) - 1)}
+    assert position[("--tmpfs", "/tmp")] < position[("--ro-bind", str(venv))]
+    assert position[("--dev", "/dev")] < position[("--dev-bind", "/dev/nvidia0")]
+    assert ("--dir", "/tmp") not in position, "the private /tmp keeps its 1777 mode"
