@@ -184,13 +184,18 @@ class _HintFlow:
                 found |= self.keys(iterable, env, depth + 1)
             return found
         if isinstance(expr, ast.Call):
-            callee = self._callee(expr)
-            if callee is None:
-                return set()
-            function, args = callee
-            bound = self._bind(function, args, expr.keywords, env)
-            return set().union(*(self.ids(r, bound, depth + 1) for r in self._returns(function)))
+            return self._through_call(expr, env, depth, self.ids)
         return set()
+
+    def _through_call(self, call: ast.Call, env: _Env, depth: int, follow) -> set[HintUse]:
+        """What `follow` (ids or keys) finds in the returns of the local function `call` calls,
+        its parameters bound to the call's arguments."""
+        callee = self._callee(call)
+        if callee is None:
+            return set()
+        function, args = callee
+        bound = self._bind(function, args, call.keywords, env)
+        return set().union(*(follow(r, bound, depth + 1) for r in self._returns(function)))
 
     def keys(self, expr: ast.AST | None, env: _Env, depth: int = 0) -> set[HintUse]:
         """The string keys of the dict `expr` may evaluate to."""
@@ -214,12 +219,7 @@ class _HintFlow:
                                 found.add(HintUse(target.slice.lineno, target.slice.value))
             return found
         if isinstance(expr, ast.Call):
-            callee = self._callee(expr)
-            if callee is None:
-                return set()
-            function, args = callee
-            bound = self._bind(function, args, expr.keywords, env)
-            return set().union(*(self.keys(r, bound, depth + 1) for r in self._returns(function)))
+            return self._through_call(expr, env, depth, self.keys)
         return set()
 
     # --- where ids are given ----------------------------------------------------------------
