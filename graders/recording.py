@@ -549,26 +549,28 @@ def configure_timing(fd: int | None, timings_file: str | None) -> None:
 
 
 def timing_side() -> str | None:
-    """(record mode) In a timing run: which side to run ("none", "candidate", "baseline"),
-    read from the grader's pipe only now, when the measurement starts."""
+    """(record mode) In a timing run: which side to run ("candidate" or "baseline"), read
+    from the grader's pipe only now, when the measurement starts."""
     if _timing_fd is None:
         return None
     import os
 
     side = os.read(_timing_fd, 64).decode("ascii", "replace").strip()
-    return side if side in ("none", "candidate", "baseline") else "invalid"
+    return side if side in ("candidate", "baseline") else "invalid"
 
 
-def measured(nodeid: str, calls: int) -> None:
-    """(timing runs) The side has run: tell the grader, wait until it has read the CPU time
-    (it closes the pipe), and end the process."""
+def timing_mark(event: str, nodeid: str) -> None:
+    """(timing runs) "measuring": the warm-up is done; wait until the grader has read the CPU
+    time and says go. "measured": the timed calls are done; wait until the grader has read
+    the CPU time again (it closes the pipe), then end the process."""
     import os
 
-    control("measured", id=nodeid, calls=calls)
+    control(event, id=nodeid)
     try:
-        os.read(_timing_fd, 1)
+        os.read(_timing_fd, 64)
     finally:
-        os._exit(0)
+        if event == "measured":
+            os._exit(0)
 
 
 def trusted_timing(nodeid: str) -> tuple[float, float] | None:

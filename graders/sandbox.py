@@ -523,7 +523,7 @@ def _parse_control(line: bytes, known: dict[str, float]) -> dict | None:
         message = json.loads(line.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    if not isinstance(message, dict) or message.get("e") not in ("started", "finished", "call", "timeout", "measured"):
+    if not isinstance(message, dict) or message.get("e") not in ("started", "finished", "call", "timeout", "measuring", "measured"):
         return None
     if "id" in message and message["id"] not in known:
         return None

@@ -18,6 +18,10 @@ import torch
 
 from .check import _fail
 
+# The resolution of the CPU time the grader reads from /proc (USER_HZ is 100 on Linux): a
+# timed side that took less counts as one tick, so no ratio divides by zero.
+CPU_CLOCK_TICK = 0.01
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -30,15 +34,18 @@ class Timing:
         return self.baseline / self.candidate
 
 
-def _time_once(fn: Callable[[], object], number: int) -> float:
-    """Seconds per call over `number` calls, with CUDA work finished on both sides."""
+def _synchronize() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+
+
+def _time_once(fn: Callable[[], object], number: int) -> float:
+    """Seconds per call over `number` calls, with CUDA work finished on both sides."""
+    _synchronize()
     start = time.perf_counter()
     for _ in range(number):
         fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
+    _synchronize()
     return (time.perf_counter() - start) / number
 
 
@@ -47,36 +54,40 @@ def measure(candidate: Callable[[], object], baseline: Callable[[], object], *,
     """Median time per call of each, sampled alternately after `warmup` calls of each.
 
     When grading, no timing comes from the sandbox, whose clock the submission could
-    patch. The recording run only marks the test; the grader then starts it again in fresh
-    sandboxes that each run one side (nothing, the candidate, the baseline) and reads the
-    CPU time the kernel counted for them (graders.timing); the trusted replay uses that.
+    patch. The recording run only marks the test; the grader then starts it again in two
+    fresh sandboxes, one per side, and reads the CPU time the kernel counted for the
+    `rounds * number` timed calls (graders.timing). The trusted replay divides those totals
+    by the number of calls it asked for itself.
     """
     from . import recording
 
     rec = recording.current()
+    timed_calls = rounds * number
     if recording.mode == "replay" and rec is not None:
         try:
             rec.next("timing", ["timing"])
         except recording.RecordingError as exc:
             _fail(str(exc))
-        timing = recording.trusted_timing(rec.nodeid)
-        if timing is None:
+        totals = recording.trusted_timing(rec.nodeid)
+        if totals is None:
             _fail("the grader could not time this test in its sandbox (the run crashed, hung or left "
                   "threads or processes behind), so it earns no points")
-        return Timing(*timing)
+        return Timing(*(max(total, CPU_CLOCK_TICK) / max(timed_calls, 1) for total in totals))
     if recording.mode == "record" and rec is not None:
         side = recording.timing_side()
         if side is None:  # the recording run: the grader times this test separately
             rec.add({"k": "timing", "ref": ["timing"]})
             return Timing(1.0, 1.0)
-        calls = warmup + rounds * number
+        work = {"candidate": candidate, "baseline": baseline}.get(side, lambda: None)
         with rec.paused():
-            work = {"candidate": candidate, "baseline": baseline}.get(side)
-            for _ in range(calls if work else 0):
+            for _ in range(warmup):
                 work()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-        recording.measured(rec.nodeid, calls)  # the grader reads the CPU time now; this never returns
+            _synchronize()
+            recording.timing_mark("measuring", rec.nodeid)  # the grader reads the CPU time, then says go
+            for _ in range(timed_calls):
+                work()
+            _synchronize()
+        recording.timing_mark("measured", rec.nodeid)  # the grader reads it again; this never returns
     return _measure(candidate, baseline, warmup, rounds, number)
 
 

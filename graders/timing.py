@@ -3,16 +3,22 @@
 A throughput test compares a candidate (student code) with a baseline. Timed inside the
 sandbox, the submission could patch the clock, the timer helper or the recorded medians.
 So when grading, the recording run only marks such a test, and the grader starts it again,
-three times, each in a fresh sandbox that may not start threads or processes:
+once per side, each time in a fresh sandbox that may not start threads or processes:
 
-    none       the test up to its measurement, then nothing
-    candidate  the same, then the candidate `warmup + rounds * number` times
-    baseline   the same, then the baseline as many times
+    candidate  the test up to its measurement, the warm-up calls, then the timed calls
+    baseline   the same with the baseline
 
 The side is read from a pipe only when the measurement starts, so the code before it is the
-same in all three. When the side has run, the child says so and waits; the grader then reads
-the CPU time of every process of the sandbox from /proc (utime + stime, children included)
-and kills it. Candidate and baseline each cost their run's CPU time minus the `none` run's.
+same in both. After the warm-up the child says "measuring" and waits; the grader reads the
+CPU time of every process of the sandbox from /proc (utime + stime, children included) and
+says go. After the timed calls the child says "measured" and waits again; the grader reads
+the CPU time once more and kills the sandbox. A side costs the difference: start-up, imports
+and the test's own set-up are outside it, however long they take.
+
+What this does not stop (README, "Threat model"): the child decides when it says
+"measuring" and "measured", so a submission that writes those messages itself, or that
+returns a remembered answer for a repeated call, can make its side look fast. Timing is
+worth a few points per kata; correctness tests do not depend on it.
 """
 
 from __future__ import annotations
@@ -28,9 +34,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import sandbox
-
-SIDES = ("none", "candidate", "baseline")
-
 
 def _cpu_seconds(root_pid: int, uid: int | None) -> float:
     """CPU time of the sandbox: every process of its uid (when it has its own), or every
@@ -62,9 +65,9 @@ def _cpu_seconds(root_pid: int, uid: int | None) -> float:
 
 
 def run_side(spec: sandbox.ChildSpec, nodeid: str, side: str, limits: sandbox.Limits, seconds: float,
-             unsafe: bool = False) -> tuple[float, int] | None:
-    """One timing run of `nodeid`: (CPU seconds of the sandbox, calls made), or None when it
-    did not reach its measurement in time."""
+             unsafe: bool = False) -> float | None:
+    """CPU seconds of one side's timed calls in a fresh sandbox running `nodeid`, or None
+    when it did not get through its measurement in time."""
     iso = sandbox.isolation(unsafe)
     side_read, side_write = os.pipe()
     control_read, control_write = os.pipe()
@@ -90,8 +93,9 @@ def run_side(spec: sandbox.ChildSpec, nodeid: str, side: str, limits: sandbox.Li
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=sandbox._control_lines, args=(control_read, lines), daemon=True).start()
     deadline = time.monotonic() + seconds
-    result = None
     uid = spec.uid if iso.drop_to_uid else None
+    started: float | None = None
+    result = None
     while time.monotonic() < deadline:
         try:
             line = lines.get(timeout=0.5)
@@ -105,10 +109,13 @@ def run_side(spec: sandbox.ChildSpec, nodeid: str, side: str, limits: sandbox.Li
             message = json.loads(line)
         except ValueError:
             continue
-        if isinstance(message, dict) and message.get("e") == "measured" and message.get("id") == nodeid:
-            calls = message.get("calls")
-            if isinstance(calls, int) and calls >= 0:
-                result = (_cpu_seconds(process.pid, uid), calls)
+        if not isinstance(message, dict) or message.get("id") != nodeid:
+            continue
+        if message.get("e") == "measuring" and started is None:
+            started = _cpu_seconds(process.pid, uid)
+            os.write(side_write, b"go\n")
+        elif message.get("e") == "measured" and started is not None:
+            result = _cpu_seconds(process.pid, uid) - started
             break
     os.close(side_write)
     sandbox._kill(process, uid)
@@ -118,15 +125,12 @@ def run_side(spec: sandbox.ChildSpec, nodeid: str, side: str, limits: sandbox.Li
 
 def time_test(spec: sandbox.ChildSpec, nodeid: str, limits: sandbox.Limits, seconds: float,
               unsafe: bool = False) -> tuple[float, float] | None:
-    """(candidate, baseline) CPU seconds per call for a throughput test, or None."""
-    runs = {side: run_side(spec, nodeid, side, limits, seconds, unsafe) for side in SIDES}
-    if any(r is None for r in runs.values()):
+    """(candidate, baseline): CPU seconds of each side's timed calls, or None."""
+    candidate = run_side(spec, nodeid, "candidate", limits, seconds, unsafe)
+    baseline = run_side(spec, nodeid, "baseline", limits, seconds, unsafe) if candidate is not None else None
+    if candidate is None or baseline is None:
         return None
-    (none, _), (candidate, calls), (baseline, _) = runs["none"], runs["candidate"], runs["baseline"]
-    if calls <= 0:
-        return None
-    floor = 1e-3  # one clock tick or so: a side that took no measurable time
-    return max(candidate - none, floor) / calls, max(baseline - none, floor) / calls
+    return candidate, baseline
 
 
 def write_timings(timings: dict[str, tuple[float, float]], path: Path) -> None:
