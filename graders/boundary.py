@@ -28,14 +28,15 @@ import contextvars
 import inspect
 import sys
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from . import catalog, impl, recording
+from . import catalog, impl, recording, session, static
 from .guard import ForbiddenAPIError, forbid, no_new_threads
+from .proxies import Gradients, StudentCallable, StudentObject, unwrap
+from .session import Mode
 from .oracle import WITHHELD
 
 # Exceptions a test expects from the next student call (set by `check.raises`).
@@ -43,17 +44,13 @@ _expected: contextvars.ContextVar[tuple[type[BaseException], ...]] = contextvars
     "kata_expected_exceptions", default=()
 )
 
-# What each value returned by student code came from, for failure messages. Keys are ids;
-# the value is kept alive beside its description so an id is never reused mid-test.
-_calls: dict[int, tuple[object, str]] = {}
-
-
 def clear_call_log() -> None:
-    _calls.clear()
+    session.active().call_log.clear()
 
 
 def call_that_made(value: object) -> str | None:
-    entry = _calls.get(id(value))
+    """"softmax(x[4,7], dim=-1)" for a value that call returned in this test, else None."""
+    entry = session.active().call_log.get(id(value))
     return entry[1] if entry is not None and entry[0] is value else None
 
 
@@ -119,15 +116,16 @@ def describe_call(name: str, fn: Callable, args: tuple, kwargs: dict) -> str:
 
 
 def _remember(result: object, description: str) -> None:
-    _calls[id(result)] = (result, description)
+    calls = session.active().call_log
+    calls[id(result)] = (result, description)
     if isinstance(result, Gradients):
-        _calls[id(result.output)] = (result.output, description)
+        calls[id(result.output)] = (result.output, description)
         for kind, grads in (("input", result.inputs), ("parameter", result.parameters)):
             for key, grad in grads.items():
-                _calls[id(grad)] = (grad, f"{description}: gradient of {kind} {key}")
+                calls[id(grad)] = (grad, f"{description}: gradient of {kind} {key}")
     if isinstance(result, (tuple, list)) and len(result) <= 16:
         for i, item in enumerate(result):
-            _calls[id(item)] = (item, f"{description}[{i}]")
+            calls[id(item)] = (item, f"{description}[{i}]")
 
 
 def _student_traceback(exc: BaseException, root: Path) -> str:
@@ -145,20 +143,9 @@ def _student_traceback(exc: BaseException, root: Path) -> str:
 # --- the proxies -------------------------------------------------------------------------
 
 
-def unwrap(value: Any) -> Any:
-    """The raw object behind a proxy (for libraries that need the real thing)."""
-    if isinstance(value, StudentObject):
-        return value._kata_target
-    if isinstance(value, StudentCallable):
-        return value._kata_target
-    return value
-
-
 def type_name(value: Any) -> str:
     """The class name of a value, seen through proxies (live, recorded or replayed alike)."""
-    from .recording import ReplayObject
-
-    if isinstance(value, ReplayObject):
+    if isinstance(value, recording.ReplayObject):
         return value._kata_type
     return type(unwrap(value)).__name__
 
@@ -170,10 +157,8 @@ def is_instance(value: Any, cls: type) -> bool:
     replay holds a stand-in that only knows the names of the object's classes, recorded where
     the student code ran. This compares those names (`module.QualName`) with `cls`.
     """
-    from .recording import ReplayObject, class_names
-
-    if isinstance(value, ReplayObject):
-        return class_names(cls)[0] in value._kata_mro
+    if isinstance(value, recording.ReplayObject):
+        return recording.class_names(cls)[0] in value._kata_mro
     return isinstance(unwrap(value), cls)
 
 
@@ -186,167 +171,6 @@ def _unwrap_args(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         return v
 
     return tuple(one(a) for a in args), {k: one(v) for k, v in kwargs.items()}
-
-
-class StudentCallable:
-    """A student function, class or bound method; calling it crosses the boundary."""
-
-    def __init__(self, target: Callable, name: str, module: "StudentModule", ref: tuple = ("f", None)):
-        self._kata_target = target
-        self._kata_name = name
-        self._kata_module = module
-        self._kata_ref = ref
-
-    def __call__(self, *args, **kwargs):
-        __tracebackhide__ = True
-        return self._kata_module._call(self._kata_name, self._kata_target, args, kwargs, ref=self._kata_ref)
-
-    def with_grad(self, *args, **kwargs) -> "Gradients":
-        """Call, then backpropagate a fixed random weighting of the output, in ONE student call.
-
-        Tensor arguments with `requires_grad=True` get their gradients; when the target is an
-        nn.Module, so do its parameters. Everything happens inside the boundary, so the
-        gradients are values that come out of student code like any other result (a grader
-        can record them), and tests never need to reach into student objects.
-        """
-        __tracebackhide__ = True
-        target, name = self._kata_target, self._kata_name
-
-        def forward_and_backward(*a, **kw):
-            return _backpropagate(target, a, kw)
-
-        forward_and_backward.__signature__ = _signature_of(target)
-        return self._kata_module._call(f"{name}.with_grad", forward_and_backward, args, kwargs, ref=self._kata_ref)
-
-    def __getattr__(self, attr):
-        value = getattr(self._kata_target, attr)
-        if isinstance(self._kata_target, type) and not attr.startswith("_") and callable(value) \
-                and not isinstance(value, type):
-            # QuantizedLinear.from_linear(...): a classmethod is student code too
-            name = f"{self._kata_name}.{attr}"
-            return StudentCallable(value, name, self._kata_module, ref=("f", name))
-        return value
-
-    def __repr__(self):
-        return f"<student {self._kata_name}>"
-
-
-@dataclass
-class Gradients:
-    """What `with_grad` returns: the output, d(loss)/d(each input), d(loss)/d(each parameter).
-
-    loss = (output * weight).sum(), with `weight` a fixed standard-normal tensor (seed 0) of
-    the output's shape: every output element matters, with a different weight.
-    """
-
-    output: Any
-    inputs: dict[str, Any]
-    parameters: dict[str, Any]
-
-
-def _signature_of(target):
-    import torch.nn as nn
-
-    try:
-        return inspect.signature(target.forward if isinstance(target, nn.Module) else target)
-    except (TypeError, ValueError):
-        return None
-
-
-def _backpropagate(target, args, kwargs) -> Gradients:
-    import torch
-    import torch.nn as nn
-
-    output = target(*args, **kwargs)
-    out = output[0] if isinstance(output, (tuple, list)) else output
-    weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    loss = (out * weight.to(out.dtype)).sum()
-    signature = _signature_of(target)
-    named_inputs = {}
-    if signature is not None:
-        bound = signature.bind(*args, **kwargs)
-        named_inputs = {k: v for k, v in bound.arguments.items()
-                        if isinstance(v, torch.Tensor) and v.requires_grad}
-    params = dict(target.named_parameters()) if isinstance(target, nn.Module) else {}
-    params = {k: p for k, p in params.items() if p.requires_grad}
-    leaves = list(named_inputs.values()) + list(params.values())
-    grads = torch.autograd.grad(loss, leaves, allow_unused=True) if leaves else ()
-    grads = [g if g is None else g.detach() for g in grads]
-    return Gradients(
-        output=out.detach(),
-        inputs=dict(zip(named_inputs, grads[:len(named_inputs)])),
-        parameters=dict(zip(params, grads[len(named_inputs):])),
-    )
-
-
-class StudentObject:
-    """An instance of a student class: methods cross the boundary, data passes through.
-
-    Modules reached from it (e.g. `mha.w_qkv`, an nn.Linear) are wrapped too, so that every
-    read a test makes of student state goes through here, where a grader can record it.
-    """
-
-    __slots__ = ("_kata_target", "_kata_module")
-
-    def __init__(self, target: object, module: "StudentModule"):
-        object.__setattr__(self, "_kata_target", target)
-        object.__setattr__(self, "_kata_module", module)
-
-    def __getattr__(self, attr):
-        __tracebackhide__ = True
-        return self._kata_module._getattr_of(self, attr)
-
-    def __setattr__(self, attr, value):
-        self._kata_module._simple(self, "set", lambda: setattr(self._kata_target, attr, unwrap(value)), attr, value)
-
-    def __call__(self, *args, **kwargs):
-        __tracebackhide__ = True
-        cls_name = type(self._kata_target).__name__
-        return self._kata_module._call(cls_name, self._kata_target, args, kwargs, ref=("o", self))
-
-    def with_grad(self, *args, **kwargs) -> Gradients:
-        """Call the object (e.g. a module's forward) and backpropagate; see StudentCallable.with_grad."""
-        __tracebackhide__ = True
-        callable_ = StudentCallable(self._kata_target, type(self._kata_target).__name__, self._kata_module,
-                                    ref=("o", self))
-        return callable_.with_grad(*args, **kwargs)
-
-    def __getitem__(self, key):
-        return self._kata_module._simple(self, "item", lambda: self._kata_module._wrap(self._kata_target[key]), key)
-
-    def __len__(self):
-        return self._kata_module._simple(self, "len", lambda: len(self._kata_target))
-
-    def __iter__(self):
-        return iter(self._kata_module._simple(
-            self, "iter", lambda: [self._kata_module._wrap(v) for v in self._kata_target]))
-
-    def __repr__(self):
-        return f"<student {type(self._kata_target).__name__}>"
-
-
-# Operators on student objects (micrograd's Value: a + b, 2 * a, a ** 3, -a) cross the
-# boundary like any method call; Python looks these up on the type, not via __getattr__.
-OPERATORS = ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
-             "__rtruediv__", "__pow__", "__rpow__", "__neg__", "__matmul__", "__rmatmul__")
-
-
-def _operator(name: str):
-    def apply(self, *args):
-        __tracebackhide__ = True
-        method = getattr(self._kata_target, name, None)
-        if method is None:
-            return NotImplemented
-        cls = type(self._kata_target).__name__
-        return self._kata_module._call(f"{cls}.{name}", method, args, {}, ref=("m", self, name))
-
-    apply.__name__ = name
-    return apply
-
-
-for _name in OPERATORS:
-    setattr(StudentObject, _name, _operator(_name))
-recording._install_operators()
 
 
 class StudentModule:
@@ -364,12 +188,12 @@ class StudentModule:
 
     @property
     def implementation(self) -> impl.Implementation:
-        return self._fixed_impl or impl.current()
+        return self._fixed_impl or session.active().implementation
 
     @property
     def _recording(self):
         """The active test recording when this is the student's side in record/replay mode."""
-        if self._role != "student" or recording.mode == "live":
+        if self._role != "student" or recording.current_mode() == Mode.LIVE:
             return None
         return recording.current()
 
@@ -386,10 +210,10 @@ class StudentModule:
             # Kata APIs are public names, and student code runs only inside tests: pytest's
             # collection probes attributes (e.g. `_mock_name`), which must never import it.
             raise AttributeError(name)
-        if self._role == "reference" and recording.mode == "record":
+        if self._role == "reference" and recording.current_mode() == Mode.RECORD:
             return WITHHELD  # the reference runs only in the trusted replay
         rec = self._recording
-        if rec is not None and recording.mode == "replay":
+        if rec is not None and recording.current_mode() == Mode.REPLAY:
             event = self._next(rec, "attr", ["attr", self._dotted, name])
             if "fail" in event:
                 fail(event["fail"])
@@ -454,7 +278,7 @@ class StudentModule:
             fail(str(exc))
 
     def _decode(self, rec, data):
-        _replay_owners[id(rec)] = self
+        rec.owner = self  # the replayed objects it returns answer through this module
         return recording.decode(data, rec)
 
     def _ref(self, rec, ref: tuple) -> list:
@@ -749,18 +573,9 @@ def _library_class(kind: type) -> bool:
         module == "torch.return_types"
 
 
-_replay_owners: dict[int, StudentModule] = {}
-
-
 def _inside_a_test() -> bool:
     """False only while a pytest session is active but no test is running (collection)."""
-    from . import plugin
-
-    return plugin._config is None or plugin._current_item is not None
-
-
-def replay_module_for(obj) -> StudentModule:
-    return _replay_owners[id(recording.current())]
+    return not session.in_pytest() or session.active().item is not None
 
 
 def _stub_signature(dotted: str, name: str, is_object_call: bool = False):
@@ -859,8 +674,8 @@ def in_one_crossing(kata: StudentModule, glue: Callable, *args):
     """
     __tracebackhide__ = True
     name = getattr(glue, "__name__", "glue")
-    rec = recording.current() if recording.mode != "live" else None
-    if recording.mode == "replay" and rec is not None:
+    rec = recording.current() if recording.current_mode() != Mode.LIVE else None
+    if recording.current_mode() == Mode.REPLAY and rec is not None:
         event = kata._next(rec, "glue", ["glue", name])
         if "fail" in event:
             fail(event["fail"])
@@ -887,8 +702,6 @@ def in_one_crossing(kata: StudentModule, glue: Callable, *args):
 
 def static_problem(module: StudentModule, name: str) -> str | None:
     """A forbidden API named in the submission's source (found by reading it, never running it)."""
-    from . import static
-
     return static.problem_for(module, name)
 
 

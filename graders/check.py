@@ -24,13 +24,13 @@ import numpy as np
 import pytest
 import torch
 
-from . import catalog, recording
+from . import catalog, recording, session
 from .boundary import call_that_made, expecting
 
 
 def _sandboxed() -> bool:
     """In the grading sandbox checks do nothing: the trusted replay makes every judgement."""
-    return recording.mode == "record"
+    return recording.current_mode() == "record"
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,7 @@ def tolerance_for(dtype: torch.dtype) -> Tolerance:
 
 
 def _current_kata() -> catalog.Kata | None:
-    from . import plugin
-
-    return plugin.current_kata()
+    return session.active().kata()
 
 
 def _hint_text(hint: str | None) -> str:

@@ -107,21 +107,5 @@ def resolve(label: str | os.PathLike | None = None) -> Implementation:
     return Implementation(label, Path(label).expanduser().resolve())
 
 
-_current: Implementation | None = None
-
-
-def current() -> Implementation:
-    """The implementation under test in this process (set by the pytest plugin)."""
-    global _current
-    if _current is None:
-        _current = resolve()
-    return _current
-
-
-def set_current(impl: Implementation) -> None:
-    global _current
-    _current = impl
-
-
 def reference() -> Implementation:
     return Implementation("reference", NAMED_ROOTS["reference"])

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 from . import boundary, catalog, impl, recording
+from . import session as sessions
 
 # dev skips shrinking: a student's failure shows its first failing example at once, and a
 # stub (every example fails) costs one example, not a shrinking search.
@@ -91,16 +91,6 @@ def _seed_from_names() -> None:
 
 _seed_from_names()
 
-_current_item: pytest.Item | None = None
-
-
-def current_kata() -> catalog.Kata | None:
-    if _current_item is None:
-        return None
-    kata_id = catalog.kata_id_for_test_file(_current_item.path)
-    return catalog.load(kata_id) if kata_id else None
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("kata", "llm-katas")
     group.addoption("--impl", default=None, metavar="katas|reference|PATH",
@@ -148,39 +138,34 @@ def pytest_configure(config: pytest.Config) -> None:
     implementation = impl.resolve(label)
     if not implementation.root.is_dir():
         raise pytest.UsageError(f"--impl {label}: {implementation.root} is not a directory")
-    impl.set_current(implementation)
     os.environ[impl.ENV_VAR] = str(implementation.root)  # subprocesses and xdist workers agree
     if config.getoption("hidden") is None:
         config.option.hidden = implementation.label == "reference" or os.environ.get("KATA_HIDDEN") == "1"
     if getattr(config.option, "hypothesis_profile", None) is None:
         default = "ci" if os.environ.get("CI") else "dev"
         settings.load_profile(os.environ.get("KATA_HYPOTHESIS_PROFILE", default))
-    config._kata_results = []
-    config._kata_previous = (recording.mode, recording._directory, impl._current, _config)
+    kata_session = sessions.KataSession(implementation)
     if config.getoption("kata_record"):
-        recording.configure("record", config.getoption("kata_record"))
-        recording.open_control(config.getoption("kata_control_fd"), config.getoption("kata_skip_function"))
-        recording.configure_timing(config.getoption("kata_timing_fd"), None)
+        kata_session.mode = sessions.Mode.RECORD
+        kata_session.recordings = Path(config.getoption("kata_record"))
+        kata_session.link = recording.sandbox_link(config.getoption("kata_control_fd"),
+                                                   config.getoption("kata_skip_function"),
+                                                   config.getoption("kata_timing_fd"))
     elif config.getoption("kata_replay"):
-        recording.configure("replay", config.getoption("kata_replay"))
-        recording.configure_timing(None, config.getoption("kata_timings"))
-    else:
-        recording.configure("live", None)
+        kata_session.mode = sessions.Mode.REPLAY
+        kata_session.recordings = Path(config.getoption("kata_replay"))
+        kata_session.timings = recording.load_timings(config.getoption("kata_timings"))
+    sessions.begin(config, kata_session)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Leave the process as this session found it (grading runs sessions inside sessions)."""
-    global _config
-    previous = getattr(config, "_kata_previous", None)
-    if previous:
-        mode, directory, implementation, _config = previous
-        recording.configure(mode, directory)
-        if implementation is not None:
-            impl.set_current(implementation)
+    """The session is over: the one around it (grading runs sessions inside sessions), if
+    any, is active again."""
+    sessions.end(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    current = impl.current()
+    current = sessions.of(config).implementation
     hidden = "with hidden tests" if config.option.hidden else "public tests only"
     return [f"kata implementation: {current.label} ({current.root}); {hidden}; "
             f"hypothesis profile: {settings._current_profile}"]
@@ -209,21 +194,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    global _current_item
+    active = sessions.of(item.config)
     budget = item.config.getoption("kata_timeout_budget", None)
-    if recording.mode == "record" and budget is not None and recording.timeouts_so_far() >= budget:
+    if active.mode == sessions.Mode.RECORD and budget is not None and recording.timeouts_so_far() >= budget:
         # This kata has used its timeouts: the rest of its tests get a short one.
         item.add_marker(pytest.mark.timeout(item.config.getoption("kata_short_timeout")))
-    _current_item = item
+    active.item = item
     boundary.clear_call_log()
     recording.start_test(item.nodeid)
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    global _current_item
-    _current_item = None
     boundary.clear_call_log()
     recording.finish_test()
+    sessions.of(item.config).item = None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -255,9 +239,9 @@ def _message(report: pytest.TestReport) -> str:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """One result per test: the call's outcome, or the setup's when setup did not pass."""
     properties = dict(report.user_properties)
-    if _config is None or "kata" not in properties:
+    if not sessions.in_pytest() or "kata" not in properties:
         return
-    results = _config._kata_results
+    results = sessions.active().results
     if report.failed and "Timeout (>" in str(report.longrepr)[-2000:]:
         recording.timed_out(report.nodeid)
     if report.when == "call" or (report.when == "setup" and not report.passed):
@@ -274,16 +258,6 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         for result in results:
             if result["nodeid"] == report.nodeid:
                 result["outcome"], result["message"] = "error", _message(report)
-
-
-_config: pytest.Config | None = None
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    global _config
-    _config = session.config
-    session.config._kata_started = time.time()
 
 
 def kata_totals(results: list[dict]) -> dict[str, dict]:
@@ -320,7 +294,7 @@ def status_of(t: dict) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    totals = kata_totals(config._kata_results)
+    totals = kata_totals(sessions.of(config).results)
     if not totals:
         return
     tr = terminalreporter
@@ -337,7 +311,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     path = config.getoption("kata_report")
     if path and not hasattr(config, "workerinput"):
         Path(path).write_text(json.dumps({
-            "implementation": str(impl.current().root),
+            "implementation": str(sessions.of(config).implementation.root),
             "hidden": bool(config.option.hidden),
-            "results": config._kata_results,
+            "results": sessions.of(config).results,
         }, indent=1))

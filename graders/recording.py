@@ -39,6 +39,9 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from . import session
+from .proxies import OPERATORS, Gradients, StudentCallable, StudentObject
+from .session import Mode, SandboxLink
 from .untrusted import file_stem, read_regular
 
 MAX_EVENTS = 20_000  # per test; a runaway loop of calls is cut off, not recorded forever
@@ -46,24 +49,13 @@ MAX_TENSOR_BYTES = 64 * 2**20  # per test, in the recording
 BUILTIN_EXCEPTIONS = {name: obj for name, obj in vars(builtins).items()
                       if isinstance(obj, type) and issubclass(obj, BaseException)}
 
-mode = "live"  # "live" | "record" | "replay"
-_directory: Path | None = None
-_session: "TestRecording | None" = None
-_control = None  # (record mode) the pipe to the grader: which test runs, which student function
-_skipped: set[str] = set()  # (record mode) student functions that timed out: not called again
-_calling: str | None = None  # (record mode) the student function running now
-_last_called: str | None = None  # (record mode) the last one this test called
-_timeouts = 0  # (record mode) tests this run stopped by pytest-timeout
-_reported_timeouts: set[str] = set()
-
-
 class RecordingError(Exception):
     """The recording cannot answer what the test asks (it diverged or is incomplete)."""
 
 
-def configure(new_mode: str, directory: str | Path | None) -> None:
-    global mode, _directory
-    mode, _directory = new_mode, Path(directory) if directory else None
+def current_mode() -> Mode:
+    """Live (student code runs here), record (the grading sandbox) or replay (the grader)."""
+    return session.active().mode
 
 
 # --- digests: "is this the same question?" -----------------------------------------------
@@ -76,8 +68,6 @@ def digest(value: Any, objects: "TestRecording") -> str:
 
 
 def _feed(h, value, rec, depth):
-    from .boundary import StudentCallable, StudentObject
-
     if depth > 6:
         h.update(b"<deep>")
     elif isinstance(value, torch.Tensor):
@@ -117,8 +107,6 @@ def class_names(cls: type) -> list[str]:
 
 
 def encode(value: Any, rec: "TestRecording", depth: int = 0) -> Any:
-    from .boundary import Gradients, StudentObject
-
     if depth > 8:
         return {"opaque": "too deeply nested"}
     if isinstance(value, StudentObject):
@@ -160,8 +148,6 @@ class Opaque:
 
 
 def decode(data: Any, rec: "TestRecording") -> Any:
-    from .boundary import Gradients
-
     if "v" in data and "np" not in data:
         return data["v"]
     if "f" in data:
@@ -217,6 +203,7 @@ class TestRecording:
         self._fingerprints: dict[int, str] = {}
         self.callbacks: list[object] = []
         self._callback_ids: dict[int, int] = {}
+        self.owner = None  # (replay) the StudentModule whose crossing is being answered
 
     # identities shared by both sides
     def oid_of(self, obj) -> int:
@@ -461,53 +448,41 @@ class ReplayCallable:
 
 
 class ReplayObject:
-    """Stands for an object of a student class; attribute reads and calls answer from the recording."""
+    """Stands for an object of a student class; attribute reads and calls answer from the
+    recording, through the student module whose crossing returned it."""
 
     def __init__(self, oid: int, type_name: str, rec: TestRecording, mro: Iterable[str] = ()):
         object.__setattr__(self, "_kata_oid", oid)
         object.__setattr__(self, "_kata_type", type_name)
         object.__setattr__(self, "_kata_mro", tuple(mro))
+        object.__setattr__(self, "_kata_module", rec.owner)
 
     def __getattr__(self, attr):
         __tracebackhide__ = True
         if attr.startswith("__"):
             raise AttributeError(attr)
-        from .boundary import replay_module_for
-
-        return replay_module_for(self)._replay_getattr(self, attr)
+        return self._kata_module._replay_getattr(self, attr)
 
     def __setattr__(self, attr, value):
-        from .boundary import replay_module_for
-
-        replay_module_for(self)._replay_simple(["set", self._kata_oid], (attr, value))
+        self._kata_module._replay_simple(["set", self._kata_oid], (attr, value))
 
     def __call__(self, *args, **kwargs):
         __tracebackhide__ = True
-        from .boundary import replay_module_for
-
-        return replay_module_for(self)._replay_call(["o", self._kata_oid], self._kata_type, args, kwargs)
+        return self._kata_module._replay_call(["o", self._kata_oid], self._kata_type, args, kwargs)
 
     def with_grad(self, *args, **kwargs):
         __tracebackhide__ = True
-        from .boundary import replay_module_for
-
-        return replay_module_for(self)._replay_call(["o", self._kata_oid, "with_grad"],
-                                                    f"{self._kata_type}.with_grad", args, kwargs)
+        return self._kata_module._replay_call(["o", self._kata_oid, "with_grad"],
+                                              f"{self._kata_type}.with_grad", args, kwargs)
 
     def __getitem__(self, key):
-        from .boundary import replay_module_for
-
-        return replay_module_for(self)._replay_simple(["item", self._kata_oid], (key,))
+        return self._kata_module._replay_simple(["item", self._kata_oid], (key,))
 
     def __len__(self):
-        from .boundary import replay_module_for
-
-        return replay_module_for(self)._replay_simple(["len", self._kata_oid], ())
+        return self._kata_module._replay_simple(["len", self._kata_oid], ())
 
     def __iter__(self):
-        from .boundary import replay_module_for
-
-        return iter(replay_module_for(self)._replay_simple(["iter", self._kata_oid], ()))
+        return iter(self._kata_module._replay_simple(["iter", self._kata_oid], ()))
 
     def __repr__(self):
         return f"<replayed {self._kata_type}>"
@@ -516,46 +491,49 @@ class ReplayObject:
 def _replayed_operator(name: str):
     def apply(self, *args):
         __tracebackhide__ = True
-        from .boundary import replay_module_for
-
-        return replay_module_for(self)._replay_call(["m", self._kata_oid, name], f"{self._kata_type}.{name}", args, {})
+        return self._kata_module._replay_call(["m", self._kata_oid, name], f"{self._kata_type}.{name}", args, {})
 
     apply.__name__ = name
     return apply
 
 
-def _install_operators():
-    from .boundary import OPERATORS
-
-    for name in OPERATORS:
-        setattr(ReplayObject, name, _replayed_operator(name))
+for _name in OPERATORS:  # Python looks operators up on the type, never via __getattr__
+    setattr(ReplayObject, _name, _replayed_operator(_name))
+del _name
 
 
 def current() -> TestRecording | None:
-    return _session
+    """The recording of the test running now (record and replay modes)."""
+    return session.active().recording
 
 
-_timing_fd: int | None = None  # (timing runs) where the grader says which side to run
-_timings: dict[str, tuple[float, float]] = {}  # (replay) the grader's own measurements
+# --- the sandbox's side of the grader's pipes (record mode) --------------------------------
 
 
-def configure_timing(fd: int | None, timings_file: str | None) -> None:
-    """(record) the pipe a timing run reads its side from; (replay) the grader's timings."""
-    global _timing_fd
-    _timing_fd = fd
-    _timings.clear()
-    if timings_file:
-        _timings.update({k: tuple(v) for k, v in json.loads(Path(timings_file).read_text()).items()})
+def sandbox_link(control_fd: int | None, skip: list[str], timing_fd: int | None) -> SandboxLink:
+    """The grader's pipes, and the student functions it says not to call again."""
+    import os
+
+    control = os.fdopen(control_fd, "w", buffering=1, encoding="utf-8", closefd=False) if control_fd is not None else None
+    return SandboxLink(control=control, skipped=set(skip), timing_fd=timing_fd)
+
+
+def load_timings(timings_file: str | None) -> dict[str, tuple[float, float]]:
+    """(replay) The throughput timings the grader measured itself (graders.timing)."""
+    if not timings_file:
+        return {}
+    return {k: tuple(v) for k, v in json.loads(Path(timings_file).read_text()).items()}
 
 
 def timing_side() -> str | None:
     """(record mode) In a timing run: which side to run ("candidate" or "baseline"), read
     from the grader's pipe only now, when the measurement starts."""
-    if _timing_fd is None:
+    fd = session.active().link.timing_fd
+    if fd is None:
         return None
     import os
 
-    side = os.read(_timing_fd, 64).decode("ascii", "replace").strip()
+    side = os.read(fd, 64).decode("ascii", "replace").strip()
     return side if side in ("candidate", "baseline") else "invalid"
 
 
@@ -567,33 +545,23 @@ def timing_mark(event: str, nodeid: str) -> None:
 
     control(event, id=nodeid)
     try:
-        os.read(_timing_fd, 64)
+        os.read(session.active().link.timing_fd, 64)
     finally:
         if event == "measured":
             os._exit(0)
 
 
 def trusted_timing(nodeid: str) -> tuple[float, float] | None:
-    return _timings.get(nodeid)
-
-
-def open_control(fd: int | None, skip: list[str]) -> None:
-    """(record mode) The grader's pipe, and the functions it says not to call again."""
-    global _control
-    _skipped.clear()
-    _skipped.update(skip)
-    if fd is not None:
-        import os
-
-        _control = os.fdopen(fd, "w", buffering=1, encoding="utf-8", closefd=False)
+    return session.active().timings.get(nodeid)
 
 
 def control(event: str, **fields) -> None:
     """Tell the grader (one JSON line) what the sandbox is doing; it keeps the clock."""
-    if _control is None:
+    pipe = session.active().link.control
+    if pipe is None:
         return
     try:
-        _control.write(json.dumps({"e": event, **fields}) + "\n")
+        pipe.write(json.dumps({"e": event, **fields}) + "\n")
     except (OSError, ValueError):
         pass
 
@@ -601,13 +569,14 @@ def control(event: str, **fields) -> None:
 def calling(function: str | None) -> str | None:
     """(record mode) A student function is about to run (None: it returned). Returns why it
     must not run, when it timed out in an earlier test."""
-    global _calling, _last_called
-    _calling = function
+    active = session.active()
+    link = active.link
+    link.calling = function
     if function is not None:
-        _last_called = function
-    if function is None or mode != "record":
+        link.last_called = function
+    if function is None or active.mode != Mode.RECORD:
         return None
-    if function in _skipped:
+    if function in link.skipped:
         return (f"TIMEOUT: your `{function}` did not finish in an earlier test, so the tests that call it again "
                 "are not run (each would wait for its whole timeout)")
     control("call", f=function)
@@ -617,40 +586,46 @@ def calling(function: str | None) -> str | None:
 def interrupted_by_timeout(function: str) -> None:
     """(record mode) pytest-timeout stopped `function` mid-call: never call it again (not
     even in this test: hypothesis re-runs a failing example, without a timer)."""
-    if mode == "record" and _session is not None:
-        _skipped.add(function)
-        timed_out(_session.nodeid, function)
+    active = session.active()
+    if active.mode == Mode.RECORD and active.recording is not None:
+        active.link.skipped.add(function)
+        timed_out(active.recording.nodeid, function)
 
 
 def timed_out(nodeid: str, function: str | None = None) -> None:
     """(record mode) pytest-timeout stopped this test: tell the grader (once per test), and
     do not call the function that was running again."""
-    global _timeouts
-    if mode != "record" or nodeid in _reported_timeouts:
+    active = session.active()
+    link = active.link
+    if active.mode != Mode.RECORD or nodeid in link.reported_timeouts:
         return
-    _reported_timeouts.add(nodeid)
-    _timeouts += 1
-    function = function or _calling or _last_called
+    link.reported_timeouts.add(nodeid)
+    link.timeouts += 1
+    function = function or link.calling or link.last_called
     if function:
-        _skipped.add(function)
+        link.skipped.add(function)
     control("timeout", id=nodeid, f=function)
 
 
 def timeouts_so_far() -> int:
-    return _timeouts
+    return session.active().link.timeouts
+
+
+# --- each test ------------------------------------------------------------------------------
 
 
 def start_test(nodeid: str) -> None:
-    global _session, _last_called
-    _last_called = None
-    if mode == "record":
-        _session = TestRecording(nodeid)
+    active = session.active()
+    active.link.last_called = None
+    if active.mode == Mode.RECORD:
+        active.recording = TestRecording(nodeid)
         control("started", id=nodeid)  # if the sandbox dies or hangs here, the grader knows where
-    elif mode == "replay":
-        _session = TestRecording.load(_directory, nodeid) or TestRecording(nodeid, events=None)
-        _session.missing = not (_directory / (file_stem(nodeid) + ".json")).is_file()
+    elif active.mode == Mode.REPLAY:
+        directory = active.recordings
+        active.recording = TestRecording.load(directory, nodeid) or TestRecording(nodeid, events=None)
+        active.recording.missing = not (directory / (file_stem(nodeid) + ".json")).is_file()
     else:
-        _session = None
+        active.recording = None
 
 
 def _reap_strays() -> None:
@@ -671,10 +646,10 @@ def _reap_strays() -> None:
 
 
 def finish_test() -> None:
-    global _session
-    if mode == "record":
+    active = session.active()
+    if active.mode == Mode.RECORD:
         _reap_strays()
-    if mode == "record" and _session is not None and _directory is not None:
-        _session.save(_directory)
-        control("finished", id=_session.nodeid)
-    _session = None
+        if active.recording is not None and active.recordings is not None:
+            active.recording.save(active.recordings)
+            control("finished", id=active.recording.nodeid)
+    active.recording = None

@@ -26,6 +26,7 @@ import pytest
 
 from . import catalog
 from . import impl as implementations
+from . import session as sessions
 
 
 # One thread of a process at a time runs a pytest session or parses Python: sessions share
@@ -95,7 +96,8 @@ class _Collector:
                 item.get_closest_marker("throughput") is not None, float(seconds) if seconds else None))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self.tests = list(getattr(session.config, "_kata_results", []))
+        kata_session = sessions.of(session.config)
+        self.tests = list(kata_session.results) if kata_session is not None else []
 
 
 def run(files: list[str], impl: str | None = None, hidden: bool = False, profile: str | None = None,
@@ -108,11 +110,7 @@ def run(files: list[str], impl: str | None = None, hidden: bool = False, profile
     gc passes at the end of a session cost ~0.5 s in a process that imported torch."""
     collector = _Collector()
     args = [*arguments(files, impl, hidden, profile, collect_only, root), *extra, "-p", "no:unraisableexception"]
-    previous = implementations.current()
-    try:
-        code = pytest.main(args, plugins=[collector, *plugins])
-    finally:
-        implementations.set_current(previous)
+    code = pytest.main(args, plugins=[collector, *plugins])
     return Results(pytest.ExitCode(code), collector.tests, collector.items)
 
 

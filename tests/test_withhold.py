@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from graders import WITHHELD, check, impl, oracle, recording, testing
+from graders import WITHHELD, check, impl, oracle, session, testing
 from graders.oracle import Withheld
 from graders.withhold import lint, strip_expected, student_calls
 
@@ -41,7 +41,7 @@ def test_oracle_calls_through_outside_the_sandbox():
 
 
 def test_oracle_is_withheld_in_the_sandbox_and_never_called(monkeypatch):
-    monkeypatch.setattr(recording, "mode", "record")
+    monkeypatch.setattr(session.active(), "mode", session.Mode.RECORD)
     calls = []
     result = oracle(lambda: calls.append(1))
     assert result is WITHHELD and calls == []
@@ -64,7 +64,7 @@ def test_the_placeholder_absorbs_what_tests_do_to_expected_values():
 
 
 def test_checks_accept_the_placeholder_in_the_sandbox(monkeypatch):
-    monkeypatch.setattr(recording, "mode", "record")
+    monkeypatch.setattr(session.active(), "mode", session.Mode.RECORD)
     check.close(1.0, WITHHELD)
     check.equal([1], WITHHELD)
     check.that(True, "")

@@ -178,7 +178,7 @@ def largest_allocation_during(call):
     from graders import recording
 
     rec = recording.current()
-    if recording.mode == "replay" and rec is not None:
+    if recording.current_mode() == "replay" and rec is not None:
         result = call()
         try:
             event = rec.next("memory", ["memory"])
@@ -188,7 +188,7 @@ def largest_allocation_during(call):
     tracker = LargestAllocation()
     with tracker:
         result = call()
-    if recording.mode == "record" and rec is not None:
+    if recording.current_mode() == "record" and rec is not None:
         rec.add({"k": "memory", "ref": ["memory"], "r": [tracker.elements, tracker.description]})
     return result, tracker.elements, tracker.description
 
