@@ -23,6 +23,7 @@ that goes into and comes out of student code.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import contextlib
 import contextvars
 import inspect
@@ -34,6 +35,7 @@ from typing import Any, Callable
 import pytest
 
 from . import catalog, impl, recording, session, static
+from .events import Callback, Crossing, Kind
 from .guard import ForbiddenAPIError, forbid, no_new_threads
 from .proxies import Gradients, StudentCallable, StudentObject, unwrap
 from .session import Mode
@@ -214,12 +216,12 @@ class StudentModule:
             return WITHHELD  # the reference runs only in the trusted replay
         rec = self._recording
         if rec is not None and recording.current_mode() == Mode.REPLAY:
-            event = self._next(rec, "attr", ["attr", self._dotted, name])
-            if "fail" in event:
-                fail(event["fail"])
-            if event.get("callable"):
+            event = self._next(rec, Kind.ATTR, ["attr", self._dotted, name])
+            if event.failure is not None:
+                fail(event.failure)
+            if event.callable:
                 return recording.ReplayCallable(["f", self._dotted, name], name, self)
-            return self._decode(rec, event["r"])
+            return self._decode(rec, event.returned)
         importing = f"import {self._dotted}"  # a module whose import hung is not imported again
         imported = f"{self.implementation.package}.{self._dotted}" in sys.modules
         try:
@@ -243,15 +245,15 @@ class StudentModule:
                     f"MISSING {kind}: `{name}` not found in {self.implementation.display_path(self._dotted)}")
         except impl.ImplementationError as exc:
             if rec is not None:
-                rec.add({"k": "attr", "ref": ["attr", self._dotted, name], "fail": str(exc)})
+                rec.add(Crossing(Kind.ATTR, ["attr", self._dotted, name], failure=str(exc)))
             fail(str(exc))
         value = getattr(module, name)
         if callable(value) and self._owns(value):
             if rec is not None:
-                rec.add({"k": "attr", "ref": ["attr", self._dotted, name], "callable": True})
+                rec.add(Crossing(Kind.ATTR, ["attr", self._dotted, name], callable=True))
             return StudentCallable(value, name, self, ref=("f", name))
         if rec is not None:
-            rec.add({"k": "attr", "ref": ["attr", self._dotted, name], "r": recording.encode(value, rec)})
+            rec.add(Crossing(Kind.ATTR, ["attr", self._dotted, name], returned=recording.encode(value, rec)))
         return value
 
     def _owns(self, value: object) -> bool:
@@ -305,12 +307,12 @@ class StudentModule:
             fail(f"FORBIDDEN: reading `{attr}` ran `{exc.api}`, which is not allowed in {self.kata.id}.")
         if is_method:
             if rec is not None:
-                rec.add({"k": "get", "ref": ["get", rec.oid_of(obj), attr], "method": True})
+                rec.add(Crossing(Kind.GET, ["get", rec.oid_of(obj), attr], method=True))
             return StudentCallable(value, f"{cls_name}.{attr}", self, ref=("m", obj, attr))
         if strange:
             fail(f"ERROR in your `{cls_name}`: its `{attr}` is {strange}; keep plain tensors, arrays and values")
         if rec is not None:
-            rec.add({"k": "get", "ref": ["get", rec.oid_of(obj), attr], "r": encoded})
+            rec.add(Crossing(Kind.GET, ["get", rec.oid_of(obj), attr], returned=encoded))
         return wrapped
 
     def _simple(self, obj: StudentObject, kind: str, action, *args):
@@ -328,22 +330,22 @@ class StudentModule:
             fail(f"ERROR in your `{type(obj._kata_target).__name__}`: it gave {strange}; "
                  "keep plain tensors, arrays and values")
         if rec is not None:
-            rec.add({"k": kind, "ref": [kind, rec.oid_of(obj)], "a": recording.digest(args, rec), "r": encoded})
+            rec.add(Crossing(Kind(kind), [kind, rec.oid_of(obj)], recording.digest(args, rec), returned=encoded))
         return result
 
     def _replay_getattr(self, obj, attr):
         __tracebackhide__ = True
         rec = recording.current()
-        event = self._next(rec, "get", ["get", obj._kata_oid, attr])
-        if event.get("method"):
+        event = self._next(rec, Kind.GET, ["get", obj._kata_oid, attr])
+        if event.method:
             return recording.ReplayCallable(["m", obj._kata_oid, attr], f"{obj._kata_type}.{attr}", self)
-        return self._decode(rec, event["r"])
+        return self._decode(rec, event.returned)
 
     def _replay_simple(self, ref, args):
         __tracebackhide__ = True
         rec = recording.current()
-        event = self._next(rec, ref[0], ref, recording.digest(args, rec))
-        return self._decode(rec, event["r"])
+        event = self._next(rec, Kind(ref[0]), ref, recording.digest(args, rec))
+        return self._decode(rec, event.returned)
 
     def _replay_call(self, ref, name, args, kwargs):
         __tracebackhide__ = True
@@ -355,16 +357,16 @@ class StudentModule:
             if _is_callback(value):
                 rec.callback_id(value)
         problem = static_problem(self, name)
-        event = self._next(rec, "call", list(ref), recording.digest((args, kwargs), rec))
+        event = self._next(rec, Kind.CALL, list(ref), recording.digest((args, kwargs), rec))
         if not rec.apply_side_effects(allowed=self.kata.may_mutate(call_key(name, ("o",) if ref[0] == "o" else ("f",)))):
             problem = problem or _CHANGED_TEST_STATE.format(name=name)
         if problem:
             fail(f"{problem}\nCalled {description}")
-        if "fail" in event:
-            fail(event["fail"])
-        if "raise" in event:
-            raise _replayed_exception(event["raise"])
-        result = self._decode(rec, event["r"])
+        if event.failure is not None:
+            fail(event.failure)
+        if event.raised is not None:
+            raise _replayed_exception(event.raised)
+        result = self._decode(rec, event.returned)
         _remember(result, description)
         return result
 
@@ -389,10 +391,9 @@ class StudentModule:
         key = call_key(name, ref)
         mutating = self.kata.may_mutate(key)
         if rec is not None:
-            event = {"k": "call", "ref": self._ref(rec, ref if ref[1] is not None else ("f", name)),
-                     "a": recording.digest((args, kwargs), rec)}
-            if name.endswith(".with_grad"):
-                event["ref"] = event["ref"] + ["with_grad"]
+            asked = self._ref(rec, ref if ref[1] is not None else ("f", name))
+            event = Crossing(Kind.CALL, asked + ["with_grad"] if name.endswith(".with_grad") else asked,
+                             recording.digest((args, kwargs), rec))
             rec.track((args, tuple(kwargs.values())))  # not the kwargs dict: the test never holds it
             args, kwargs = _record_callbacks(rec, args, kwargs)
         args, kwargs = _unwrap_args(args, kwargs)
@@ -427,7 +428,7 @@ class StudentModule:
             except Exception as exc:
                 if expected and isinstance(exc, expected) and (mutating or _same(given, (args, kwargs))):
                     if rec is not None:
-                        rec.add({**event, "raise": _exception_record(exc)})
+                        rec.add(dataclasses.replace(event, raised=_exception_record(exc)))
                         rec.record_writes(allowed=mutating)
                     recording.calling(None)
                     raise
@@ -447,14 +448,14 @@ class StudentModule:
                        "`list(ids)`)")
         if problem is None:
             if rec is not None:
-                rec.add({**event, "r": encoded})
+                rec.add(dataclasses.replace(event, returned=encoded))
                 if not rec.record_writes(allowed=mutating):
                     problem = _CHANGED_TEST_STATE.format(name=name)
             if problem is None:
                 _remember(result, description)
                 return result
         if rec is not None:
-            rec.add({**event, "fail": f"{problem}\nCalled {description}"})
+            rec.add(dataclasses.replace(event, failure=f"{problem}\nCalled {description}"))
             rec.record_writes(allowed=mutating)
         # Fail outside the except blocks, so the report does not chain the student's exception.
         fail(f"{problem}\nCalled {description}")
@@ -637,7 +638,7 @@ def _record_callbacks(rec, args, kwargs):
         handle = rec.callback_id(value)
 
         def recorded(*a, **k):
-            rec.add({"k": "callback", "h": handle, "args": recording.encode(list(a), rec)})
+            rec.add(Callback(handle, recording.encode(list(a), rec)))
             return value(*a, **k)
 
         return recorded
@@ -676,10 +677,10 @@ def in_one_crossing(kata: StudentModule, glue: Callable, *args):
     name = getattr(glue, "__name__", "glue")
     rec = recording.current() if recording.current_mode() != Mode.LIVE else None
     if recording.current_mode() == Mode.REPLAY and rec is not None:
-        event = kata._next(rec, "glue", ["glue", name])
-        if "fail" in event:
-            fail(event["fail"])
-        return recording.decode(event["r"], rec)
+        event = kata._next(rec, Kind.GLUE, ["glue", name])
+        if event.failure is not None:
+            fail(event.failure)
+        return recording.decode(event.returned, rec)
     problem = None
     where = kata.implementation.display_path(kata._dotted)
     with rec.paused() if rec is not None else contextlib.nullcontext():
@@ -693,8 +694,8 @@ def in_one_crossing(kata: StudentModule, glue: Callable, *args):
         except Exception as exc:  # the student's error, reported like any call's
             problem = f"ERROR in your code (while running {name}): {type(exc).__name__}: {str(exc)[:300]}"
     if rec is not None:
-        rec.add({"k": "glue", "ref": ["glue", name],
-                 **({"fail": problem} if problem else {"r": recording.encode(result, rec)})})
+        rec.add(Crossing(Kind.GLUE, ["glue", name], failure=problem) if problem else
+                Crossing(Kind.GLUE, ["glue", name], returned=recording.encode(result, rec)))
     if problem:
         fail(problem)
     return result

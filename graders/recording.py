@@ -13,8 +13,8 @@ Secure grading runs each test twice:
    asks the same thing with the same arguments. The real assertions, reference calls and
    hidden expected values run here, and only here.
 
-Recordings are JSON (structure) plus safetensors (tensors): nothing the child writes is
-ever unpickled or executed by the parent.
+Recordings are JSON (typed, versioned events: graders/events.py) plus safetensors
+(tensors): nothing the child writes is ever unpickled or executed by the parent.
 
 Beyond return values, a call can change the test's own objects: an optimizer updates the
 parameters it was given, `get_pair_counts(ids, counts)` fills `counts`, an agent calls the
@@ -40,6 +40,7 @@ import torch
 from safetensors.torch import save_file
 
 from . import session
+from .events import Callback, Crossing, Event, Kind, Write, recording_from_json, recording_to_json
 from .proxies import OPERATORS, Gradients, StudentCallable, StudentObject
 from .session import Mode, SandboxLink
 from .untrusted import file_stem, read_regular
@@ -186,9 +187,9 @@ def _hashable(value):
 class TestRecording:
     """The events of one test, in order, with the tensors they refer to."""
 
-    def __init__(self, nodeid: str, events: list | None = None, tensors: dict | None = None):
+    def __init__(self, nodeid: str, events: list[Event] | None = None, tensors: dict | None = None):
         self.nodeid = nodeid
-        self.events: list[dict] = events or []
+        self.events: list[Event] = events or []
         self.tensors: dict[str, torch.Tensor] = tensors or {}
         self.cursor = 0
         self.tensor_bytes = 0
@@ -270,7 +271,7 @@ class TestRecording:
         finally:
             self._paused = False
 
-    def add(self, event: dict) -> None:
+    def add(self, event: Event) -> None:
         if self._paused:
             return
         if len(self.events) >= MAX_EVENTS:
@@ -294,14 +295,13 @@ class TestRecording:
                     clean = False
                     continue
                 grad = obj.grad if isinstance(obj, torch.Tensor) else None
-                self.add({"k": "write", "h": handle, "r": encode(obj, self),
-                          "g": None if grad is None else encode(grad, self)})
+                self.add(Write(handle, encode(obj, self), None if grad is None else encode(grad, self)))
         return clean
 
     def save(self, directory: Path) -> None:
         stem = directory / file_stem(self.nodeid)
         save_file(self.tensors, str(stem) + ".safetensors")
-        Path(str(stem) + ".json").write_text(json.dumps({"nodeid": self.nodeid, "events": self.events}))
+        Path(str(stem) + ".json").write_text(json.dumps(recording_to_json(self.nodeid, self.events)))
 
     # replay side
     @classmethod
@@ -313,27 +313,26 @@ class TestRecording:
         try:
             content = json.loads(read_regular(directory / f"{stem}.json", 2**30))
             tensors = load_tensors(read_regular(directory / f"{stem}.safetensors", 2**31))
-        except (OSError, ValueError):
+            events = recording_from_json(content, nodeid)
+        except (OSError, ValueError):  # MalformedEvent included: the grader validated it on ingest
             return None
-        if content.get("nodeid") != nodeid:
-            return None
-        return cls(nodeid, content["events"], tensors)
+        return cls(nodeid, events, tensors)
 
     def tensor(self, key: str) -> torch.Tensor:
         return self.tensors[key].clone()
 
-    def next(self, kind: str, ref: Any, args_digest: str | None = None) -> dict:
-        """The event answering this question: the next one in order, or (when a test asks
+    def next(self, kind: Kind, ref: list, args_digest: str | None = None) -> Crossing:
+        """The crossing answering this question: the next one in order, or (when a test asks
         again what it asked before, as hypothesis does to report a failing example) the
         first earlier one asking exactly the same."""
-        want = {"k": kind, "ref": ref, **({"a": args_digest} if args_digest is not None else {})}
+        kind = Kind(kind)
         self._skip_writes()
-        if self.cursor < len(self.events) and _matches(self.events[self.cursor], want):
+        if self.cursor < len(self.events) and _asks(self.events[self.cursor], kind, ref, args_digest):
             event = self.events[self.cursor]
             self.cursor += 1
             return event
         for i, event in enumerate(self.events):
-            if _matches(event, want):
+            if _asks(event, kind, ref, args_digest):
                 self.cursor = i + 1
                 return event
         if self.cursor >= len(self.events):
@@ -342,12 +341,12 @@ class TestRecording:
                 "(a crash, a timeout, a memory limit, or an exit from student code)")
         got = self.events[self.cursor]
         raise RecordingError(
-            f"DIVERGED: the test asked for {kind} {ref!r} but the sandboxed run recorded "
-            f"{got.get('k')} {got.get('ref')!r} here (student code behaved differently in the sandbox, "
+            f"DIVERGED: the test asked for {kind.value} {ref!r} but the sandboxed run recorded "
+            f"{_describe(got)} here (student code behaved differently in the sandbox, "
             "e.g. it depends on state, time or randomness it does not control)")
 
     def _skip_writes(self):
-        while self.cursor < len(self.events) and self.events[self.cursor]["k"] in ("write", "callback"):
+        while self.cursor < len(self.events) and isinstance(self.events[self.cursor], (Write, Callback)):
             self.cursor += 1
 
     def apply_side_effects(self, allowed: bool = True) -> bool:
@@ -358,33 +357,38 @@ class TestRecording:
         # callbacks were recorded before the call's own event; writes after it
         i = start - 1
         callbacks = []
-        while i >= 0 and self.events[i]["k"] == "callback":
+        while i >= 0 and isinstance(self.events[i], Callback):
             callbacks.append(self.events[i])
             i -= 1
         for event in reversed(callbacks):
-            fn = self.callbacks[event["h"]] if event["h"] < len(self.callbacks) else None
+            fn = self.callbacks[event.handle] if 0 <= event.handle < len(self.callbacks) else None
             if fn is not None:
-                args = decode(event["args"], self)
+                args = decode(event.args, self)
                 try:
                     fn(*args)
                 except Exception:  # the test's own callable; its failure is the test's business
                     pass
         clean = True
-        while self.cursor < len(self.events) and self.events[self.cursor]["k"] == "write":
+        while self.cursor < len(self.events) and isinstance(self.events[self.cursor], Write):
             event = self.events[self.cursor]
             self.cursor += 1
             if not allowed:
                 clean = False
                 continue
-            target = self.tracked(event["h"])
+            target = self.tracked(event.handle)
             if target is not None:
-                _apply_write(target, decode(event["r"], self),
-                             None if event.get("g") is None else decode(event["g"], self))
+                _apply_write(target, decode(event.value, self), None if event.grad is None else decode(event.grad, self))
         return clean
 
 
-def _matches(event: dict, want: dict) -> bool:
-    return all(event.get(k) == v for k, v in want.items())
+def _asks(event: Event, kind: Kind, ref: list, args: str | None) -> bool:
+    return isinstance(event, Crossing) and event.asks(kind, ref, args)
+
+
+def _describe(event: Event) -> str:
+    if isinstance(event, Crossing):
+        return f"{event.kind.value} {event.ref!r}"
+    return type(event).__name__.lower()
 
 
 def _mutables(value, depth=0):

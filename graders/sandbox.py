@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import catalog, runner
+from .events import recording_from_json, recording_to_json
 from .untrusted import FileTooLarge, file_stem, nesting_depth_at_most, read_regular
 
 MAX_SOURCE_BYTES = 512 * 1024
@@ -214,16 +215,14 @@ def ingest(recordings: Path, nodeids: list[str], target: Path, limits: Limits) -
                 if total > limits.recording_total_bytes:
                     raise FileTooLarge(errno.EFBIG, "the recordings exceed the grader's limit")
                 content = json.loads(meta.decode("utf-8"))
-                if not isinstance(content, dict) or content.get("nodeid") != nodeid \
-                        or not isinstance(content.get("events"), list):
-                    raise ValueError("the recording does not belong to this test")
                 if not nesting_depth_at_most(content, limits.json_depth):
                     raise ValueError("the recording nests too deeply")
+                events = recording_from_json(content, nodeid)  # MalformedEvent: which event, and why
                 tensors = load_tensors(data)
             except (OSError, ValueError, RecursionError, UnicodeDecodeError, MemoryError, Exception) as exc:
                 rejected[nodeid] = f"its recording was rejected ({type(exc).__name__}: {str(exc)[:200]})"
                 continue
-            (target / f"{stem}.json").write_text(json.dumps({"nodeid": nodeid, "events": content["events"]}))
+            (target / f"{stem}.json").write_text(json.dumps(recording_to_json(nodeid, events)))
             save_file(tensors, str(target / f"{stem}.safetensors"))
     finally:
         os.close(dir_fd)

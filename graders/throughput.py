@@ -18,6 +18,7 @@ import torch
 
 from . import recording
 from .check import _fail
+from .events import Crossing, Kind
 
 # The resolution of the CPU time the grader reads from /proc (USER_HZ is 100 on Linux): a
 # timed side that took less counts as one tick, so no ratio divides by zero.
@@ -64,7 +65,7 @@ def measure(candidate: Callable[[], object], baseline: Callable[[], object], *,
     timed_calls = rounds * number
     if recording.current_mode() == "replay" and rec is not None:
         try:
-            rec.next("timing", ["timing"])
+            rec.next(Kind.TIMING, ["timing"])
         except recording.RecordingError as exc:
             _fail(str(exc))
         totals = recording.trusted_timing(rec.nodeid)
@@ -75,7 +76,7 @@ def measure(candidate: Callable[[], object], baseline: Callable[[], object], *,
     if recording.current_mode() == "record" and rec is not None:
         side = recording.timing_side()
         if side is None:  # the recording run: the grader times this test separately
-            rec.add({"k": "timing", "ref": ["timing"]})
+            rec.add(Crossing(Kind.TIMING, ["timing"]))
             return Timing(1.0, 1.0)
         work = {"candidate": candidate, "baseline": baseline}.get(side, lambda: None)
         with rec.paused():

@@ -23,7 +23,7 @@ NODE = "katas/week2/test_attention.py::test_softmax_default_axis_is_last"
 
 def recording(directory: Path, nodeid: str = NODE, events=None) -> None:
     stem = directory / file_stem(nodeid)
-    Path(f"{stem}.json").write_text(json.dumps({"nodeid": nodeid, "events": events or []}))
+    Path(f"{stem}.json").write_text(json.dumps({"version": 1, "nodeid": nodeid, "events": events or []}))
     save_file({"t0": torch.zeros(2)}, f"{stem}.safetensors")
 
 
@@ -36,14 +36,16 @@ def ingest(directory: Path, tmp_path: Path, nodeids=(NODE,), **limits) -> tuple[
 def test_a_valid_recording_is_copied_into_the_graders_own_directory(tmp_path):
     child = tmp_path / "child"
     child.mkdir()
-    recording(child, events=[{"k": "attr", "ref": ["attr", "week2.attention", "softmax"], "callable": True}])
+    recording(child, events=[{"type": "crossing", "kind": "attr", "ref": ["attr", "week2.attention", "softmax"],
+                              "callable": True}])
     rejected, target = ingest(child, tmp_path)
     assert rejected == {}
-    assert json.loads((target / f"{file_stem(NODE)}.json").read_text())["events"][0]["k"] == "attr"
+    assert json.loads((target / f"{file_stem(NODE)}.json").read_text())["events"][0]["kind"] == "attr"
 
 
 @pytest.mark.parametrize("attack", ["symlink_json", "symlink_tensors", "fifo", "directory", "nested", "nul",
-                                    "huge", "other_test", "not_json", "bad_safetensors", "missing"])
+                                    "huge", "other_test", "not_json", "bad_safetensors", "missing",
+                                    "unknown_kind", "wrong_field_type", "old_format"])
 def test_a_hostile_recording_is_rejected_never_followed_or_waited_on(tmp_path, attack):
     child = tmp_path / "child"
     child.mkdir()
@@ -78,6 +80,12 @@ def test_a_hostile_recording_is_rejected_never_followed_or_waited_on(tmp_path, a
         data.write_bytes((10**12).to_bytes(8, "little") + b"{}")
     elif attack == "missing":
         meta.unlink()
+    elif attack == "unknown_kind":
+        recording(child, events=[{"type": "crossing", "kind": "exec", "ref": []}])
+    elif attack == "wrong_field_type":
+        recording(child, events=[{"type": "crossing", "kind": "call", "ref": ["f", "m", "f"], "failure": {"x": 1}}])
+    elif attack == "old_format":
+        meta.write_text(json.dumps({"nodeid": NODE, "events": [{"k": "attr", "ref": ["attr"]}]}))
     rejected, target = ingest(child, tmp_path, recording_file_bytes=1_000_000)
     assert NODE in rejected and "rejected" in rejected[NODE]
     assert list(target.iterdir()) == []
@@ -88,7 +96,7 @@ def test_the_recordings_of_one_child_have_a_total_size_limit(tmp_path):
     child.mkdir()
     nodes = [f"{NODE}[{i}]" for i in range(4)]
     for node in nodes:
-        recording(child, node, events=[{"pad": "x" * 3000}])
+        recording(child, node, events=[{"type": "crossing", "kind": "glue", "ref": ["glue", "x" * 3000]}])
     rejected, target = ingest(child, tmp_path, nodes, recording_total_bytes=8_000)
     assert 0 < len(rejected) < len(nodes)
 

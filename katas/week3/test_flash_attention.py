@@ -176,20 +176,21 @@ def largest_allocation_during(call):
     replays its outputs, so the measurement is taken in the sandbox and recorded beside the
     call, as `graders.throughput` does with timings."""
     from graders import recording
+    from graders.events import Crossing, Kind
 
     rec = recording.current()
     if recording.current_mode() == "replay" and rec is not None:
         result = call()
         try:
-            event = rec.next("memory", ["memory"])
+            event = rec.next(Kind.MEMORY, ["memory"])
         except recording.RecordingError as exc:
             pytest.fail(str(exc), pytrace=False)
-        return (result, *event["r"])
+        return (result, *event.returned)
     tracker = LargestAllocation()
     with tracker:
         result = call()
     if recording.current_mode() == "record" and rec is not None:
-        rec.add({"k": "memory", "ref": ["memory"], "r": [tracker.elements, tracker.description]})
+        rec.add(Crossing(Kind.MEMORY, ["memory"], returned=[tracker.elements, tracker.description]))
     return result, tracker.elements, tracker.description
 
 

@@ -52,7 +52,7 @@ _huge_written = False
 def _write_huge(path: Path, nodeid: str):
     chunk = "x" * (1 << 20)
     with open(path, "w") as f:
-        f.write('{"nodeid": ' + json.dumps(nodeid) + ', "events": [], "pad": "')
+        f.write('{"version": 1, "nodeid": ' + json.dumps(nodeid) + ', "events": [], "pad": "')
         for _ in range(100):
             f.write(chunk)
         f.write('"}')

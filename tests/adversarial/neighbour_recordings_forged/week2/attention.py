@@ -72,7 +72,7 @@ def _forge():
             continue
         stem = hashlib.sha256(nodeid.encode()).hexdigest()[:24]
         try:
-            (where / f"{stem}.json").write_text(json.dumps({"nodeid": nodeid, "events": []}))
+            (where / f"{stem}.json").write_text(json.dumps({"version": 1, "nodeid": nodeid, "events": []}))
             (where / f"{stem}.safetensors").write_bytes(EMPTY_SAFETENSORS)
         except OSError:
             pass

@@ -44,7 +44,7 @@ def _plant():
         (where / "zz-nested.json").write_text("[" * DEPTH + "]" * DEPTH)
         for nodeid in (n for n in _finished if n != current):  # never the running test's own
             stem = hashlib.sha256(nodeid.encode()).hexdigest()[:24]
-            deep = '{"nodeid": ' + json.dumps(nodeid) + ', "events": ' + "[" * DEPTH + "]" * DEPTH + "}"
+            deep = '{"version": 1, "nodeid": ' + json.dumps(nodeid) + ', "events": ' + "[" * DEPTH + "]" * DEPTH + "}"
             (where / f"{stem}.json").write_text(deep)
     except OSError:
         pass
