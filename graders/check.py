@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from . import catalog, recording, session
-from .boundary import call_that_made, expecting
+from .values import call_that_made, expecting
 
 
 def _sandboxed() -> bool:

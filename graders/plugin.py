@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from . import boundary, catalog, impl, recording
+from . import catalog, crossings, impl, recording, values
 from . import session as sessions
 
 # dev skips shrinking: a student's failure shows its first failing example at once, and a
@@ -155,6 +155,7 @@ def pytest_configure(config: pytest.Config) -> None:
         kata_session.mode = sessions.Mode.REPLAY
         kata_session.recordings = Path(config.getoption("kata_replay"))
         kata_session.timings = recording.load_timings(config.getoption("kata_timings"))
+    kata_session.crossing = crossings.for_mode(kata_session.mode)
     sessions.begin(config, kata_session)
 
 
@@ -200,12 +201,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         # This kata has used its timeouts: the rest of its tests get a short one.
         item.add_marker(pytest.mark.timeout(item.config.getoption("kata_short_timeout")))
     active.item = item
-    boundary.clear_call_log()
+    values.clear_call_log()
     recording.start_test(item.nodeid)
 
 
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    boundary.clear_call_log()
+    values.clear_call_log()
     recording.finish_test()
     sessions.of(item.config).item = None
 

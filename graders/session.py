@@ -54,6 +54,7 @@ class SandboxLink:
 class KataSession:
     implementation: impl.Implementation
     mode: Mode = Mode.LIVE
+    crossing: Any = None  # graders.crossings' object for the mode, chosen when the session is configured
     recordings: Path | None = None  # record: where the child writes; replay: where the grader reads
     link: SandboxLink = field(default_factory=SandboxLink)
     timings: dict[str, tuple[float, float]] = field(default_factory=dict)  # (replay) the grader's own

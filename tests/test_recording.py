@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 
 from graders import is_instance, type_name
-from graders.boundary import StudentObject, _is_callback
+from graders.proxies import StudentObject
+from graders.values import is_callback as _is_callback
 from graders import recording
 from graders.recording import ReplayObject, decode, digest, encode
 
