@@ -529,29 +529,22 @@ def load_timings(timings_file: str | None) -> dict[str, tuple[float, float]]:
     return {k: tuple(v) for k, v in json.loads(Path(timings_file).read_text()).items()}
 
 
-def timing_side() -> str | None:
-    """(record mode) In a timing run: which side to run ("candidate" or "baseline"), read
-    from the grader's pipe only now, when the measurement starts."""
-    fd = session.active().link.timing_fd
-    if fd is None:
-        return None
+def in_timing_run() -> bool:
+    """(record mode) Whether this sandbox was started to time a throughput test (graders.timing)."""
+    return session.active().link.timing_fd is not None
+
+
+def timing_mark(nodeid: str, at: str) -> None:
+    """(timing runs) Tell the grader where the measurement is ("start", "candidate",
+    "baseline": the side whose timed calls are done) and wait until it has read the CPU time
+    and says go. After the last mark the grader kills the sandbox: this never returns."""
     import os
 
-    side = os.read(fd, 64).decode("ascii", "replace").strip()
-    return side if side in ("candidate", "baseline") else "invalid"
-
-
-def timing_mark(event: str, nodeid: str) -> None:
-    """(timing runs) "measuring": the warm-up is done; wait until the grader has read the CPU
-    time and says go. "measured": the timed calls are done; wait until the grader has read
-    the CPU time again (it closes the pipe), then end the process."""
-    import os
-
-    control(event, id=nodeid)
+    control("timing", id=nodeid, at=at)
     try:
         os.read(session.active().link.timing_fd, 64)
     finally:
-        if event == "measured":
+        if at == "baseline":
             os._exit(0)
 
 

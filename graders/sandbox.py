@@ -522,7 +522,7 @@ def _parse_control(line: bytes, known: dict[str, float]) -> dict | None:
         message = json.loads(line.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    if not isinstance(message, dict) or message.get("e") not in ("started", "finished", "call", "timeout", "measuring", "measured"):
+    if not isinstance(message, dict) or message.get("e") not in ("started", "finished", "call", "timeout"):
         return None
     if "id" in message and message["id"] not in known:
         return None

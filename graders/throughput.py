@@ -56,8 +56,8 @@ def measure(candidate: Callable[[], object], baseline: Callable[[], object], *,
     """Median time per call of each, sampled alternately after `warmup` calls of each.
 
     When grading, no timing comes from the sandbox, whose clock the submission could
-    patch. The recording run only marks the test; the grader then starts it again in two
-    fresh sandboxes, one per side, and reads the CPU time the kernel counted for the
+    patch. The recording run only marks the test; the grader then starts it again in a
+    fresh sandbox and reads the CPU time the kernel counted for each side's
     `rounds * number` timed calls (graders.timing). The trusted replay divides those totals
     by the number of calls it asked for itself.
     """
@@ -74,20 +74,21 @@ def measure(candidate: Callable[[], object], baseline: Callable[[], object], *,
                   "threads or processes behind), so it earns no points")
         return Timing(*(max(total, CPU_CLOCK_TICK) / max(timed_calls, 1) for total in totals))
     if recording.current_mode() == "record" and rec is not None:
-        side = recording.timing_side()
-        if side is None:  # the recording run: the grader times this test separately
+        if not recording.in_timing_run():  # the recording run: the grader times this test separately
             rec.add(Crossing(Kind.TIMING, ["timing"]))
             return Timing(1.0, 1.0)
-        work = {"candidate": candidate, "baseline": baseline}.get(side, lambda: None)
         with rec.paused():
             for _ in range(warmup):
-                work()
-            _synchronize()
-            recording.timing_mark("measuring", rec.nodeid)  # the grader reads the CPU time, then says go
-            for _ in range(timed_calls):
-                work()
-            _synchronize()
-        recording.timing_mark("measured", rec.nodeid)  # the grader reads it again; this never returns
+                candidate()
+                baseline()
+            for side, work in (("candidate", candidate), ("baseline", baseline)):
+                _synchronize()
+                if side == "candidate":
+                    recording.timing_mark(rec.nodeid, "start")  # the grader reads the CPU time, then says go
+                for _ in range(timed_calls):
+                    work()
+                _synchronize()
+                recording.timing_mark(rec.nodeid, side)  # after "baseline", this never returns
     return _measure(candidate, baseline, warmup, rounds, number)
 
 
