@@ -33,8 +33,8 @@ from .impl import ImplementationError
 from .proxies import StudentCallable, StudentObject
 from .session import Mode
 from .values import (call_key, copies, describe_call, exception_record, expected_exceptions, fail, is_callback,
-                     materialize, remember, replayed_exception, same, stub_signature, student_traceback, unplain,
-                     unwrap_args)
+                     remember, replayed_exception, same, stub_signature, student_traceback,
+                     unplain, unwrap_args, with_iterators)
 
 if TYPE_CHECKING:
     from .boundary import StudentModule
@@ -109,6 +109,9 @@ class RecordingJournal(Journal):
             asked.append("with_grad")
         self.call = Crossing(Kind.CALL, asked, recording.digest((args, kwargs), self.rec))
         self.rec.track((args, tuple(kwargs.values())))  # not the kwargs dict: the test never holds it
+        # The test's generators pass through as they are, each item tracked as student code reads it.
+        args, kwargs = with_iterators(args, self.rec.reading), dict(zip(kwargs, with_iterators(
+            tuple(kwargs.values()), self.rec.reading)))
         return self._recorded_callbacks(args), {k: self._recorded_callbacks((v,))[0] for k, v in kwargs.items()}
 
     def changed_test_state(self, mutating):
@@ -116,6 +119,7 @@ class RecordingJournal(Journal):
 
     def call_answered(self, mutating, **answer):
         self.rec.add(dataclasses.replace(self.call, **answer))
+        self.rec.record_consumption()  # before the writes: they may name the items read
         self.rec.record_writes(allowed=mutating)
 
     def glue(self, name, **answer):
@@ -223,7 +227,6 @@ class Live:
     def call(self, module: "StudentModule", name: str, fn: Callable, args: tuple, kwargs: dict, ref: tuple):
         __tracebackhide__ = True
         journal = self.journal()
-        args, kwargs = materialize(args), {k: materialize(v) for k, v in kwargs.items()}
         key = call_key(name, ref)
         mutating = module.kata.may_mutate(key)
         args, kwargs = journal.before_call(module, name, ref, args, kwargs)
@@ -361,9 +364,9 @@ class Replayer:
     def call(self, module: "StudentModule", ref: list, name: str, args: tuple, kwargs: dict):
         __tracebackhide__ = True
         rec = recording.current()
-        args, kwargs = materialize(args), {k: materialize(v) for k, v in kwargs.items()}
         description = describe_call(name, stub_signature(module._dotted, name, ref[0] == "o"), args, kwargs)
         rec.track((args, tuple(kwargs.values())))  # not the kwargs dict: the test never holds it
+        with_iterators((*args, *kwargs.values()), rec.iterator_id)  # numbered as the sandbox did
         for value in list(args) + list(kwargs.values()):
             if is_callback(value):
                 rec.callback_id(value)

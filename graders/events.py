@@ -9,7 +9,7 @@ as JSON beside a safetensors file that holds the tensors its values refer to:
                 {"type": "crossing", "kind": "call", "ref": ["f", "week2.attention", "softmax"],
                  "args": "<digest of the arguments>", "returned": {"t": "t0", "rg": false}}]}
 
-Three types of event:
+Four types of event:
 
 - `Crossing`: one question (a module attribute, a call, an attribute or item of a student
   object, a throughput timing, ...) and its answer: a value, a failure the test must show
@@ -18,6 +18,9 @@ Three types of event:
   value, applied in the replay only where the kata declares the call mutating.
 - `Callback`: student code called a function of the test's (an agent's scripted model),
   with these arguments; the replay calls its own copy with them.
+- `Consumed`: student code read this many more items of a generator the test gave it
+  (`model.parameters()`); the replay reads as many of its own, so both sides agree on what
+  is left and on the objects the items are.
 
 The sandbox writes these files and the grader reads them, so parsing is strict: anything
 that is not exactly one of these shapes is a `MalformedEvent` with a message that says
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 FORMAT_VERSION = 1
+MAX_CONSUMED = 1_000_000  # items read from one generator in one call
 
 
 class Kind(str, enum.Enum):
@@ -81,7 +85,13 @@ class Callback:
     args: Any  # the encoded list of arguments
 
 
-Event = Union[Crossing, Write, Callback]
+@dataclass(frozen=True)
+class Consumed:
+    handle: int  # the test's one-shot iterator (a generator), numbered in order of first appearance
+    count: int  # how many more items student code read from it
+
+
+Event = Union[Crossing, Write, Callback, Consumed]
 
 
 def to_json(event: Event) -> dict:
@@ -96,6 +106,8 @@ def to_json(event: Event) -> dict:
         return data
     if isinstance(event, Write):
         return {"type": "write", "handle": event.handle, "value": event.value, "grad": event.grad}
+    if isinstance(event, Consumed):
+        return {"type": "consumed", "handle": event.handle, "count": event.count}
     return {"type": "callback", "handle": event.handle, "args": event.args}
 
 
@@ -126,9 +138,15 @@ def from_json(data: Any, index: int = 0) -> Event:
                 raise bad(f"its {name} is not true or false")
         return Crossing(kind, ref, fields.get("args"), fields.get("returned"), fields.get("failure"),
                         fields.get("raised"), fields.get("callable", False), fields.get("method", False))
-    if kind_of_event in ("write", "callback"):
+    if kind_of_event in ("write", "callback", "consumed"):
         if not isinstance(fields.get("handle"), int) or isinstance(fields.get("handle"), bool):
             raise bad("its handle is not a number")
+        if kind_of_event == "consumed":
+            count = fields.get("count")
+            if set(fields) - {"handle", "count"} or not isinstance(count, int) or isinstance(count, bool) \
+                    or not 0 <= count <= MAX_CONSUMED:
+                raise bad(f"a consumed event needs a handle and a count from 0 to {MAX_CONSUMED}, nothing else")
+            return Consumed(fields["handle"], count)
         if kind_of_event == "write":
             if set(fields) - {"handle", "value", "grad"}:
                 raise bad("unknown fields")

@@ -20,7 +20,10 @@ Beyond return values, a call can change the test's own objects: an optimizer upd
 parameters it was given, `get_pair_counts(ids, counts)` fills `counts`, an agent calls the
 test's fake LLM. So every tensor, list and dict the test hands to student code is tracked
 (numbered in order of first appearance) and after each call the ones that changed are
-recorded as write events; the parent applies them to its own copies. Callables the test
+recorded as write events; the parent applies them to its own copies. A generator the test
+hands over (`model.parameters()`) reaches student code as it is, read through a pass-through
+that tracks each item and counts them: the parent reads as many items of its own generator.
+Callables the test
 hands over (callbacks) are recorded with their arguments, and the parent calls its own
 callables with the same arguments, so their side effects happen in the trusted process.
 """
@@ -40,7 +43,7 @@ import torch
 from safetensors.torch import save_file
 
 from . import session
-from .events import Callback, Crossing, Event, Kind, Write, recording_from_json, recording_to_json
+from .events import Callback, Consumed, Crossing, Event, Kind, Write, recording_from_json, recording_to_json
 from .proxies import OPERATORS, Gradients, StudentCallable, StudentObject
 from .session import Mode, SandboxLink
 from .untrusted import file_stem, read_regular
@@ -204,6 +207,11 @@ class TestRecording:
         self._fingerprints: dict[int, str] = {}
         self.callbacks: list[object] = []
         self._callback_ids: dict[int, int] = {}
+        # The test's generators handed to student code, by handle (order of first appearance):
+        # (record) the pass-through iterator student code reads; (replay) the test's own.
+        self.iterators: list[Any] = []
+        self._iterator_ids: dict[int, int] = {}
+        self._readers: list[RecordedIterator] = []
         self.owner = None  # (replay) the StudentModule whose crossing is being answered
 
     # identities shared by both sides
@@ -251,7 +259,29 @@ class TestRecording:
             self.callbacks.append(fn)
         return self._callback_ids[id(fn)]
 
+    def iterator_id(self, iterator) -> int:
+        if id(iterator) not in self._iterator_ids:
+            self._iterator_ids[id(iterator)] = len(self.iterators)
+            self.iterators.append(iterator)
+        return self._iterator_ids[id(iterator)]
+
     # record side
+    def reading(self, iterator) -> "RecordedIterator":
+        """The pass-through student code gets instead of the test's generator `iterator`."""
+        handle = self.iterator_id(iterator)
+        if handle == len(self._readers):
+            self._readers.append(RecordedIterator(iterator, self))
+        return self._readers[handle]
+
+    def record_consumption(self) -> None:
+        """After a call: how many more items student code read from each generator."""
+        if self._paused:
+            return
+        for handle, reader in enumerate(self._readers):
+            if reader.read > reader.reported:
+                self.add(Consumed(handle, reader.read - reader.reported))
+                reader.reported = reader.read
+
     def store(self, tensor: torch.Tensor) -> str:
         t = tensor.detach().cpu().contiguous().clone()
         self.tensor_bytes += t.numel() * t.element_size()
@@ -346,7 +376,7 @@ class TestRecording:
             "e.g. it depends on state, time or randomness it does not control)")
 
     def _skip_writes(self):
-        while self.cursor < len(self.events) and isinstance(self.events[self.cursor], (Write, Callback)):
+        while self.cursor < len(self.events) and isinstance(self.events[self.cursor], (Write, Callback, Consumed)):
             self.cursor += 1
 
     def apply_side_effects(self, allowed: bool = True) -> bool:
@@ -368,6 +398,15 @@ class TestRecording:
                     fn(*args)
                 except Exception:  # the test's own callable; its failure is the test's business
                     pass
+        while self.cursor < len(self.events) and isinstance(self.events[self.cursor], Consumed):
+            event = self.events[self.cursor]
+            self.cursor += 1
+            iterator = self.iterators[event.handle] if 0 <= event.handle < len(self.iterators) else None
+            for _ in range(event.count if iterator is not None else 0):
+                try:
+                    self.track(next(iterator))
+                except StopIteration:
+                    break
         clean = True
         while self.cursor < len(self.events) and isinstance(self.events[self.cursor], Write):
             event = self.events[self.cursor]
@@ -379,6 +418,25 @@ class TestRecording:
             if target is not None:
                 _apply_write(target, decode(event.value, self), None if event.grad is None else decode(event.grad, self))
         return clean
+
+
+class RecordedIterator:
+    """(record) A test's generator as student code sees it: each item it reads is tracked,
+    like any object the test hands over, and counted for the recording."""
+
+    def __init__(self, iterator, rec: TestRecording):
+        self._iterator, self._rec = iterator, rec
+        self.read = 0
+        self.reported = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = next(self._iterator)
+        self.read += 1
+        self._rec.track(item)
+        return item
 
 
 def _asks(event: Event, kind: Kind, ref: list, args: str | None) -> bool:

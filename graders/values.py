@@ -160,16 +160,22 @@ def unwrap_args(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     return tuple(one(a) for a in args), {k: one(v) for k, v in kwargs.items()}
 
 
-def materialize(value):
-    """Generators handed to student code (e.g. `model.parameters()`) become lists: a
-    consumer that iterates once cannot tell, and a list can be recorded and tracked."""
+ONE_SHOT_ITERATORS = ("generator", "map", "filter", "zip")
+
+
+def is_one_shot_iterator(value) -> bool:
+    """A generator (`model.parameters()`) or a lazy map/filter/zip: it can be read only once.
+    Student code gets it as the test made it, so reading it twice is a mistake a test can
+    see; when grading, what the student read of it is recorded (graders.crossings)."""
     import types
 
-    if isinstance(value, (types.GeneratorType, map, filter, zip)):
-        return list(value)
-    if isinstance(value, tuple):
-        return tuple(materialize(v) for v in value)
-    return value
+    return isinstance(value, (types.GeneratorType, map, filter, zip))
+
+
+def with_iterators(values: tuple, replace: Callable) -> tuple:
+    """`values` with each one-shot iterator in it (at the top, or inside tuples) replaced."""
+    return tuple(replace(v) if is_one_shot_iterator(v) else with_iterators(v, replace) if type(v) is tuple else v
+                 for v in values)
 
 
 def call_key(name: str, ref: tuple) -> str:

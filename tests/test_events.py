@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from graders.events import (FORMAT_VERSION, Callback, Crossing, Kind, MalformedEvent, Write, from_json,
+from graders.events import (FORMAT_VERSION, Callback, Consumed, Crossing, Kind, MalformedEvent, Write, from_json,
                             recording_from_json, recording_to_json, to_json)
 
 EVENTS = [
@@ -19,6 +19,7 @@ EVENTS = [
     Crossing(Kind.MEMORY, ["memory"], returned=[120, "a [3, 40] float32 tensor"]),
     Write(2, {"l": [{"v": 1}]}, None),
     Callback(0, {"l": [{"v": "prompt"}]}),
+    Consumed(0, 3),
 ]
 
 
@@ -48,6 +49,8 @@ def test_a_recording_carries_its_version_and_test():
     ({"type": "crossing", "kind": "attr", "ref": [], "code": "print(1)"}, "unknown fields"),
     ({"type": "write", "handle": "0", "value": None}, "handle is not a number"),
     ({"type": "callback", "handle": True, "args": None}, "handle is not a number"),
+    ({"type": "consumed", "handle": 0, "count": -1}, "count from 0"),
+    ({"type": "consumed", "handle": 0, "count": 10**9}, "count from 0"),
 ])
 def test_a_malformed_event_says_which_and_why(data, why):
     with pytest.raises(MalformedEvent, match=f"event 7: .*{why}"):

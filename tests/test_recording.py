@@ -47,3 +47,28 @@ def test_callable_objects_of_the_test_are_callbacks_but_modules_and_classes_are_
     assert not _is_callback(nn.Linear(2, 2))
     assert not _is_callback(ScriptedModel)
     assert not _is_callback(StudentObject(ScriptedModel(), module=None))
+
+
+def test_what_student_code_reads_of_a_generator_reaches_the_replay():
+    """Student code gets the test's generator as it is (reading it twice is a mistake a test
+    can see); the recording says how many items it read, and the replay reads as many of its
+    own, tracking them, so the writes recorded after the call land on the right tensors."""
+    made = [torch.zeros(2), torch.zeros(2), torch.zeros(2)]
+    rec = recording.TestRecording("t")
+    reader = rec.reading(iter(p for p in made))
+    assert rec.reading(reader._iterator) is reader  # the same generator: the same pass-through
+    first, second = next(reader), next(reader)
+    first += 1  # student code changes what it read
+    second += 2
+    rec.record_consumption()
+    assert rec.record_writes(allowed=True)
+    assert [type(e).__name__ for e in rec.events] == ["Consumed", "Write", "Write"]
+    assert list(reader) == [made[2]] and rec.events[0].count == 2
+
+    fresh = [torch.zeros(2), torch.zeros(2), torch.zeros(2)]
+    replay = recording.TestRecording("t", events=list(rec.events[:3]), tensors=rec.tensors)
+    generator = (p for p in fresh)
+    replay.iterator_id(generator)
+    assert replay.apply_side_effects(allowed=True)
+    assert torch.equal(fresh[0], torch.ones(2)) and torch.equal(fresh[1], torch.full((2,), 2.0))
+    assert list(generator) == [fresh[2]]  # the replay's generator is where the sandbox's was
