@@ -307,3 +307,127 @@ def test_mha_gradients_reach_every_parameter():
     for name, grad in got.parameters.items():
         check.that(grad is not None and bool(grad.abs().sum() > 0),
                    f"parameter {name} received no gradient: is it used in forward?", about=grad)
+
+
+# --- extreme magnitudes, every dtype, every documented argument -----------------------------
+
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+def torch_softmax_in_float64(x, dim=-1):
+    return torch.softmax(x.double(), dim=dim).to(x.dtype)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_at_plus_and_minus_1e4_in_every_dtype(dtype):
+    # row 0 around +1e4, row 1 around -1e4 everywhere: subtracting 0, or the max of the whole
+    # tensor, instead of each row's own max leaves row 1 as exp(-1e4) = 0 everywhere, and 0 / 0
+    x = torch.stack([randn(6, seed=21, scale=3.0, shift=1e4), randn(6, seed=22, scale=3.0, shift=-1e4)]).to(dtype)
+    expected = oracle(torch_softmax_in_float64, x)
+    out = attention.softmax(x, dim=-1)
+    check.close(out[0], expected[0], hint="overflow", what="row around +1e4")
+    check.close(out[1], expected[1], hint="underflow", what="row around -1e4 everywhere")
+    # the same rows along dim 0
+    out = attention.softmax(x.T.contiguous(), dim=0)
+    check.close(out[:, 1], expected[1], hint="underflow", what="column around -1e4 everywhere (dim=0)")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_softmax_masked_entries_are_exactly_zero(dtype):
+    x = randn(3, 6, seed=23, scale=1e4, dtype=dtype)
+    x[:, 2] = float("-inf")
+    x[1, 4] = float("-inf")
+    out = attention.softmax(x, dim=-1)
+    masked = torch.isinf(x)  # withhold: input
+    zeros = out[masked]
+    check.that(bool((zeros == 0).all()), f"-inf entries must get weight exactly 0, got {zeros.tolist()}",
+               hint="masked_not_zero", about=out)
+    check.close(out, oracle(torch_softmax_in_float64, x), hint="overflow")
+
+
+def extreme_qkv(kinds, lk, dv, seed, dtype):
+    """q, k, v whose scaled scores are exact multiples of 1024 of size ~1e4 in every dtype.
+
+    d = 4 (scale 1/2). q = 64 A, k = 32 B with small integers A, B, so every product and
+    partial sum is exact even in bfloat16 and score = 1024 * (A B^T). Column 0 of A is +3
+    ("pos": every score of the row ~ +1e4) or -3 ("neg": every score ~ -1e4); columns 2, 3
+    are -1..1 noise, so rows have ties and several keys share the weight."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randint(-1, 2, (len(kinds), 4), generator=g).double()
+    b = torch.randint(-1, 2, (lk, 4), generator=g).double()
+    a[:, 0] = torch.tensor([3.0 if kind == "pos" else -3.0 for kind in kinds])
+    a[:, 1], b[:, 0], b[:, 1] = 0.0, 3.0, 0.0
+    v = randn(lk, dv, seed=seed + 1, dtype=dtype)
+    return (64 * a).to(dtype), (32 * b).to(dtype), v
+
+
+def torch_sdpa_to(q, k, v, mask=None):
+    return F.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=mask).to(q.dtype)
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sdpa_at_logits_of_1e4_in_every_dtype(dtype):
+    q, k, v = extreme_qkv(["pos", "neg", "pos", "neg"], 6, 3, seed=24, dtype=dtype)
+    expected = oracle(torch_sdpa_to, q, k, v)
+    out = attention.scaled_dot_product_attention(q, k, v)
+    check.equal(str(out.dtype), str(dtype), what="output dtype", hint="sdpa_dtype")
+    check.close(out[0::2], expected[0::2], hint="overflow", what="rows with scores ~ +1e4")
+    check.close(out[1::2], expected[1::2], hint="underflow", what="rows with every score ~ -1e4")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sdpa_keeps_half_dtypes(dtype):
+    q, k, v = qkv((2,), 3, 5, 8, 4, seed=25, dtype=dtype)
+    expected = oracle(torch_sdpa_to, q, k, v, bottom_right(3, 5))
+    out = attention.scaled_dot_product_attention(q, k, v, is_causal=True)
+    check.equal(str(out.dtype), str(dtype), what="output dtype (the dtype of q)", hint="sdpa_dtype")
+    check.close(out, expected, hint="cache_offset")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_attention_numpy_at_logits_of_1e4(dtype):
+    q, k, v = extreme_qkv(["pos", "neg", "neg", "pos"], 5, 2, seed=26, dtype=dtype)
+    expected = oracle(lambda: torch_sdpa_to(q, k, v).numpy())
+    out = attention.attention_numpy(q.numpy(), k.numpy(), v.numpy())
+    check.that(isinstance(out, np.ndarray) and out.dtype == q.numpy().dtype,
+               f"{q.numpy().dtype} inputs must give a {q.numpy().dtype} array, got "
+               f"{getattr(out, 'dtype', type(out).__name__)}", hint="numpy_dtype", about=out)
+    check.close(out[0::3], expected[0::3], hint="overflow", what="rows with scores ~ +1e4")
+    check.close(out[1:3], expected[1:3], hint="underflow", what="rows with every score ~ -1e4")
+
+
+@pytest.mark.points(1)
+def test_attention_numpy_keeps_dtype_with_a_mask():
+    q, k, v = (t.numpy() for t in qkv((2,), 4, 6, 8, 3, seed=27))
+    mask = bottom_right(4, 6).numpy()
+    out = attention.attention_numpy(q, k, v, mask)
+    check.that(isinstance(out, np.ndarray) and out.dtype == np.float32,
+               f"float32 inputs and a mask must give a float32 array, got {getattr(out, 'dtype', type(out).__name__)}"
+               " (a float64 fill value for the masked scores promotes them)", hint="numpy_dtype", about=out)
+    q64, k64, v64 = (t.astype(np.float64) for t in (q, k, v))
+    expected = oracle(lambda: F.scaled_dot_product_attention(
+        *(torch.from_numpy(t) for t in (q64, k64, v64)), attn_mask=torch.from_numpy(mask)).numpy())
+    out = attention.attention_numpy(q64, k64, v64, mask)
+    check.that(isinstance(out, np.ndarray) and out.dtype == np.float64,
+               f"float64 inputs must give a float64 array, got {getattr(out, 'dtype', type(out).__name__)}",
+               hint="numpy_dtype", about=out)
+    check.close(out, expected, hint="cache_offset")
+
+
+@pytest.mark.points(1)
+def test_mha_applies_the_mask_when_not_causal():
+    d_model, n_heads, T = 12, 3, 5
+    weights = seeded_torch_mha(d_model, n_heads, True, seed=28)
+    mha = student_mha(weights, d_model, n_heads, False, True)
+    x = randn(2, T, d_model, seed=29)
+    keep = torch.tensor([[True] * T, [True, False, True, True, False]])
+    mask = keep[:, None, None, :]
+    expected = oracle(run_torch_mha, weights, x, mask.expand(2, n_heads, T, T).reshape(-1, T, T))
+    with torch.no_grad():
+        out = mha(x, mask=mask)
+    check.close(out, expected, hint="mask_ignored")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from graders import check, reference, student
+from graders import check, in_one_crossing, reference, student, unwrap
 from graders.testing import randn
 
 pytestmark = pytest.mark.hidden
@@ -54,3 +54,17 @@ def test_attention_numpy_on_fresh_inputs():
                randn(2, 6, 8, seed=607, draw_dtype=torch.float32).numpy(),
                randn(2, 6, 3, seed=608, draw_dtype=torch.float32).numpy())
     check.close(attention.attention_numpy(q, k, v), model.attention_numpy(q, k, v), hint="numpy_dtype")
+
+
+def _mask_on_device():
+    # runs where the student's code lives: a meta-device tensor never crosses the boundary
+    mask = unwrap(attention.causal_mask)(2, 4, device="meta")
+    return str(mask.device), str(mask.dtype), list(mask.shape)
+
+
+@pytest.mark.points(1)
+def test_causal_mask_is_built_on_the_given_device():
+    # hidden because torch builds its meta-device arange kernels on first use (~2 s)
+    report = in_one_crossing(attention, _mask_on_device)  # (device, dtype, shape)
+    check.equal(report[0], "meta", what="causal_mask(2, 4, device='meta').device", hint="mask_device")
+    check.equal([report[1], report[2]], ["torch.bool", [2, 4]], what="dtype and shape")

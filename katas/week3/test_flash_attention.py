@@ -251,3 +251,71 @@ def test_optional_triton_kernel_is_fast():
     throughput.assert_within(lambda: flash.flash_attention_triton(q, k, v, is_causal=True),
                              lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True),
                              factor=5.0, what="flash_attention_triton vs SDPA", number=10)
+
+
+# --- extreme magnitudes, dtypes and the block arguments ----------------------------------
+
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+def extreme_qkv(kinds, lk, dv, seed, dtype):
+    """q, k, v whose scaled scores are exact multiples of 1024 of size ~1e4 in every dtype.
+
+    d = 4 (scale 1/2); q = 64 A and k = 32 B with small integers, so every product and partial
+    sum is exact even in bfloat16 and score = 1024 * (A B^T). Rows by kind: "pos" every score
+    ~ +1e4; "neg" every score ~ -1e4 (a running max that starts at 0 leaves exp(s - 0) = 0
+    everywhere, then 0 / 0); "rise" ~ -1e4 for the first half of the keys and ~ +1e4 for the
+    second (alpha = exp(-2e4) = 0 must wipe the early tiles). Columns 2, 3 are -1..1 noise,
+    so rows have ties and several keys share the weight."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randint(-1, 2, (len(kinds), 4), generator=g).double()
+    b = torch.randint(-1, 2, (lk, 4), generator=g).double()
+    a[:, 0] = torch.tensor([{"pos": 3.0, "neg": -3.0, "rise": 0.0}[kind] for kind in kinds])
+    a[:, 1] = torch.tensor([3.0 if kind == "rise" else 0.0 for kind in kinds])
+    b[:, 0] = 3.0
+    b[:, 1] = torch.where(torch.arange(lk) < lk // 2, -3.0, 3.0)
+    v = randn(lk, dv, seed=seed + 1, dtype=dtype)
+    return (64 * a).to(dtype), (32 * b).to(dtype), v
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_scores_of_plus_and_minus_1e4_in_every_dtype(dtype):
+    kinds = ["pos", "neg", "rise", "neg", "pos", "rise"]
+    q, k, v = extreme_qkv(kinds, 10, 3, seed=10, dtype=dtype)
+    expected = oracle(expect, q, k, v)  # (out, lse)
+    out, lse = flash.flash_attention(q, k, v, block_q=4, block_k=3)
+    for kind, hint in (("pos", "overflow"), ("rise", "overflow"), ("neg", "running_max_init")):
+        rows = [i for i, name in enumerate(kinds) if name == kind]
+        check.close(out[rows], expected[0][rows], hint=hint, what=f"out, rows with {kind} scores ~1e4")
+        check.close(lse[rows], expected[1][rows], hint=hint, what=f"lse, rows with {kind} scores ~1e4")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dtypes_of_out_and_lse(dtype):
+    q, k, v = qkv((2,), 9, 13, 8, 4, seed=11, dtype=dtype)
+    expected = oracle(expect, q, k, v, True)  # (out, lse)
+    out, lse = flash.flash_attention(q, k, v, is_causal=True, block_q=4, block_k=4)
+    want = "torch.float64" if dtype == torch.float64 else "torch.float32"
+    check.equal(str(out.dtype), str(dtype), what="out dtype (q's dtype)", hint="accum_dtype")
+    check.equal(str(lse.dtype), want, what="lse dtype", hint="accum_dtype")
+    check.close(out, expected[0], what="out", hint="accum_dtype")
+    check.close(lse, expected[1], what="lse", hint="accum_dtype")
+
+
+@pytest.mark.points(2)
+def test_uses_the_blocks_it_is_given():
+    # with 8 x 8 tiles nothing needs more than a row of tiles, [8, 80]; a solution that
+    # ignores block_q and block_k and tiles by 64 builds [64, 64] score tiles
+    lq = lk = 80
+    q, k, v = qkv((1,), lq, lk, 2, 2, seed=12)
+    expected = oracle(expect, q, k, v, True)  # (out, lse)
+    (out, lse), elements, description = largest_allocation_during(
+        lambda: flash.flash_attention(q, k, v, is_causal=True, block_q=8, block_k=8))
+    limit = 2 * 8 * lk
+    check.that(elements < limit,
+               f"with block_q = block_k = 8 and Lq = Lk = {lq} your flash_attention allocated a tensor of "
+               f"{elements:,} elements ({description}); a row of 8 x 8 tiles is {8 * lk:,}",
+               hint="blocks_ignored")
+    check.close(out, expected[0], what="out", hint="causal_blocks")

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from graders import check, fixtures, oracle, student
-from graders.testing import FLOAT32_REDUCTION
+from graders.testing import FLOAT32_REDUCTION, hinted
 
 gpt2 = student("week3.gpt2")
 kv_cache = student("week3.kv_cache")
@@ -234,6 +234,41 @@ def test_forward_beyond_n_positions_raises():
         model(_tokens(1, 129, seed=5))
 
 
+@pytest.mark.points(1)
+def test_loads_state_dicts_with_the_old_attention_buffers():
+    """Older transformers versions put each layer's causal-mask buffers in the state dict,
+    `transformer.h.{i}.attn.bias` [1, 1, P, P] and `attn.masked_bias`: skip them (they are
+    not c_attn.bias, which must be loaded)."""
+    state = _state_dict()
+    P = _hf().config.n_positions
+    for i in range(_hf().config.n_layer):
+        state[f"transformer.h.{i}.attn.bias"] = torch.ones(P, P, dtype=torch.bool).tril().view(1, 1, P, P)
+        state[f"transformer.h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    idx = _tokens(2, 8, seed=12)
+    expected = oracle(transformers_logits, idx)
+    model = gpt2.GPT(_config(_hf().config))
+    hinted("state_dict_keys", model.load_hf_state_dict, state)
+    with torch.no_grad():
+        out = model(idx)
+    check.close(out, expected, hint="state_dict_keys", what="logits after loading a state dict with attn.bias buffers",
+                **FLOAT32_REDUCTION)
+
+
+@pytest.mark.points(1)
+def test_forward_fills_the_position_table_exactly():
+    """ValueError only PAST the table: 120 cached positions + 8 new tokens = 128 = n_positions
+    fits, and gives the last 8 positions' logits. (Uses your week3/kv_cache KVCache.)"""
+    idx = _tokens(1, 128, seed=13)
+    expected = oracle(lambda: transformers_logits(idx)[:, 120:])
+    model = _loaded(_state_dict())
+    cache = kv_cache.KVCache(_hf().config.n_layer)
+    with torch.no_grad():
+        model(idx[:, :120], cache=cache)
+        out = hinted("position_limit", model, idx[:, 120:], cache=cache)
+    check.close(out, expected, hint="position_limit", what="logits of tokens 120..127 after a 120-token prefill",
+                **FLOAT32_REDUCTION)
+
+
 # --- generation -------------------------------------------------------------------------------
 
 
@@ -308,6 +343,43 @@ def test_sampling_follows_the_filtered_distribution(temperature, top_k):
     p = oracle(lambda: _chi_square_p_value(torch.bincount(drawn, minlength=probs.numel()), probs))
     check.that(p > 1e-6, f"the sampled tokens do not follow softmax(top_k(logits / temperature)): "
                          f"chi-square p-value {p:.2g} over {n} draws", hint="sampling", about=out)
+
+
+@pytest.mark.points(1)
+def test_a_seeded_generator_makes_sampling_reproducible():
+    """Two calls with generators seeded alike draw the same tokens; another seed draws others
+    (32 rows x 3 tokens at temperature 1.5: equal by chance with negligible probability)."""
+    prompt = _tokens(1, 4, seed=14).expand(32, -1).contiguous()
+    model = _loaded(_state_dict())
+    torch.manual_seed(0)  # the global generator, which a seeded call must not use
+    first = model.generate(prompt, 3, temperature=1.5, generator=torch.Generator().manual_seed(21))
+    again = model.generate(prompt, 3, temperature=1.5, generator=torch.Generator().manual_seed(21))
+    other = model.generate(prompt, 3, temperature=1.5, generator=torch.Generator().manual_seed(22))
+    check.equal(again, first, hint="generator_ignored", what="tokens drawn with a generator seeded like the first call's")
+    check.that(isinstance(other, torch.Tensor) and isinstance(first, torch.Tensor) and other.shape == first.shape
+               and not torch.equal(other, first),
+               "generators with different seeds drew exactly the same 96 tokens", hint="generator_ignored")
+
+
+@pytest.mark.points(1)
+def test_tiny_temperature_is_greedy():
+    """temperature=1e-5 divides logits (|logit| up to ~8) into the hundreds of thousands: the
+    softmax must subtract the row maximum (exp overflows past ~88). Along this decode the best
+    two logits stay more than 1e-2 apart, so the draw is the argmax (exp(-1000) = 0)."""
+    idx = _tokens(2, 5, seed=14)
+    expected = oracle(transformers_greedy, idx, 12)
+    model = _loaded(_state_dict())
+    out = hinted("softmax_overflow", model.generate, idx, 12, temperature=1e-5, generator=torch.Generator().manual_seed(15))
+    check.equal(out, expected, hint="softmax_overflow", what="tokens sampled at temperature 1e-5")
+
+
+@pytest.mark.points(1)
+def test_generate_does_not_crop_the_context():
+    """A 126-token prompt and 5 new tokens overrun the 128 positions on the third step:
+    generate raises ValueError (forward does), it does not crop the context to the last 128."""
+    model = _loaded(_state_dict())
+    with check.raises(ValueError, hint="context_cropped"):
+        model.generate(_tokens(1, 126, seed=16), 5, temperature=0)
 
 
 # --- the cache path of forward (needs week3/kv_cache's KVCache) -------------------------------

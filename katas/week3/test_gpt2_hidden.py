@@ -200,3 +200,34 @@ def test_forward_with_cache_matches_reference():
     out = torch.cat(parts, dim=1) if all(isinstance(p, torch.Tensor) for p in parts) else parts[-1]
     hint = oracle(positions_not_offset, out, hf, idx)
     check.close(out, expected, hint=hint, what="logits of the cached forwards (3 + 1 + 2 + 4 tokens)", **FLOAT32_REDUCTION)
+
+
+SHARP_ATTENTION = {"rtol": 1e-3, "atol": 1e-3, "reason": (
+    "near-one-hot attention over scores ~150 amplifies float32 rounding: correct implementations (matmul, float64 "
+    "einsum, per-head loops, transformers) measured up to 7.5e-5 apart; the overflow mistake gives nan")}
+
+
+def _sharp_attention_hf(seed: int) -> GPT2LMHeadModel:
+    """A fresh GPT-2 whose query and key projections are scaled 4x: the largest unmasked
+    attention score of every layer is 134 to 167 (measured), past float32's exp range (~88)."""
+    hf = _hf("6heads-3layers", seed=seed)
+    C = hf.config.n_embd
+    with torch.no_grad():
+        for block in hf.transformer.h:
+            block.attn.c_attn.weight[:, : 2 * C] *= 4.0  # Conv1D [C, 3C]: the q and k columns
+    return hf
+
+
+@pytest.mark.points(1)
+def test_attention_with_large_scores():
+    """The softmax over scores past 88 must stay finite (subtract the row max): exp overflows
+    and inf / inf is nan."""
+    hf = _sharp_attention_hf(seed=9)
+    idx = _tokens(hf, 2, 40, seed=9)
+    expected = oracle(reference_logits, hf, idx)
+    with torch.no_grad():
+        out = _load(gpt2, hf)(idx)
+    check.that(isinstance(out, torch.Tensor) and bool(torch.isfinite(out).all()),
+               "logits are not all finite with large attention scores (exp overflow in the softmax?)",
+               hint="softmax_overflow", about=out)
+    check.close(out, expected, hint="softmax_overflow", what="logits with large attention scores", **SHARP_ATTENTION)

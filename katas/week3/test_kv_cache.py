@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from graders import check, fixtures, oracle, student, throughput
-from graders.testing import FLOAT32_REDUCTION
+from graders import check, fixtures, in_one_crossing, oracle, student, throughput, unwrap
+from graders.testing import FLOAT32_REDUCTION, randn
 
 kv_cache = student("week3.kv_cache")
 gpt2 = student("week3.gpt2")
@@ -106,6 +107,22 @@ def test_seq_len_counts_cached_positions():
     check.equal(cache.seq_len, 5, what="seq_len after one decoded token", hint="positions_not_offset")
 
 
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_cache_keeps_the_dtype_it_is_given(dtype):
+    """A half-precision (or float64) model's keys come back in that dtype, unchanged: the
+    cache stores what it is given, it does not convert to float32. (The hidden tests check
+    the device the same way, with tensors on the meta device.)"""
+    k1, v1 = randn(2, 3, 4, 5, seed=40, dtype=dtype), randn(2, 3, 4, 5, seed=41, dtype=dtype)
+    k2, v2 = randn(2, 3, 1, 5, seed=42, dtype=dtype), randn(2, 3, 1, 5, seed=43, dtype=dtype)
+    cache = kv_cache.KVCache(2)
+    keys, values = cache.update(1, k1, v1)
+    check.equal(keys, k1, what=f"{dtype} keys after the first update", hint="cache_dtype_device")
+    keys, values = cache.update(1, k2, v2)
+    check.equal(keys, torch.cat([k1, k2], dim=-2), what=f"{dtype} keys after two updates", hint="cache_dtype_device")
+    check.equal(values, torch.cat([v1, v2], dim=-2), what=f"{dtype} values after two updates", hint="cache_dtype_device")
+
+
 # --- cached forward and decoding ----------------------------------------------------------------
 
 
@@ -160,6 +177,93 @@ def test_golden_fixture():
     data = fixtures.load("week3/kv_cache")
     out = kv_cache.generate_greedy(_model(), data["prompt"], data["greedy"].shape[1] - data["prompt"].shape[1])
     check.equal(out, data["greedy"], what="greedy ids with the cache", hint="cached_mismatch")
+
+
+# --- how generate_greedy drives the model -------------------------------------------------------
+#
+# A stand-in for GPT that records every call. Its "model" is causal and depends on the whole
+# history through the cache: the token after position t is (3 * (sum of tokens 0..t) + 5t + 1)
+# mod 13, where the sum is read from the keys the cache returns (each token is its own key).
+# So a broken cache changes the tokens, and the call log shows how the model was driven.
+
+COUNTING_VOCAB = 13
+
+
+class CountingModel:
+    def __init__(self, n_layer=2):
+        self.config = SimpleNamespace(n_layer=n_layer)
+        self.calls = []
+
+    def __call__(self, idx, cache=None):
+        return self.forward(idx, cache=cache)
+
+    def forward(self, idx, cache=None):
+        B, T = idx.shape
+        past = 0 if cache is None else cache.seq_len
+        self.calls.append({"T": T, "cache": cache, "grad": torch.is_grad_enabled()})
+        history = idx.to(torch.float64)[:, None, :, None]  # [B, 1, T, 1]: token ids as keys
+        if cache is not None:
+            for layer in range(self.config.n_layer):
+                history, _ = cache.update(layer, idx.to(torch.float64)[:, None, :, None], history.new_zeros(B, 1, T, 1))
+        sums = history[:, 0, :, 0].cumsum(-1)[:, -T:]  # [B, T]
+        target = (3 * sums.long() + 5 * torch.arange(past, past + T) + 1) % COUNTING_VOCAB
+        return -(torch.arange(COUNTING_VOCAB) - target[..., None]).abs().float()  # argmax = target
+
+
+def _drive(idx, max_new_tokens, use_cache):
+    """generate_greedy on a CountingModel; the tokens and the call log as plain data (one crossing)."""
+    model = CountingModel()
+    out = unwrap(kv_cache.generate_greedy)(model, idx, max_new_tokens, use_cache=use_cache)
+    caches = [call["cache"] for call in model.calls]
+    return {
+        "out": out,
+        "lengths": [call["T"] for call in model.calls],
+        "with_cache": [cache is not None for cache in caches],
+        "caches": len({id(cache) for cache in caches if cache is not None}),
+        "grad": any(call["grad"] for call in model.calls),
+    }
+
+
+def counting_greedy(idx, max_new_tokens):
+    """The CountingModel's greedy continuation, worked out directly (only through oracle(...))."""
+    rows = idx.tolist()
+    for row in rows:
+        for _ in range(max_new_tokens):
+            row.append((3 * sum(row) + 5 * (len(row) - 1) + 1) % COUNTING_VOCAB)
+    return torch.tensor(rows, dtype=torch.long)
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("max_new_tokens", [5, 1, 0])
+def test_cached_decoding_runs_the_prompt_once_then_one_token_per_step(max_new_tokens):
+    """use_cache=True: one prefill call on the whole prompt, then one call per new token on
+    that token alone ([B, 1]), all with the same cache, under torch.no_grad(), and no call
+    after the last token (n new tokens take exactly n calls)."""
+    idx = torch.randint(0, COUNTING_VOCAB, (3, 4), generator=torch.Generator().manual_seed(50))
+    got = in_one_crossing(kv_cache, _drive, idx, max_new_tokens, True)
+    check.equal(got["out"], oracle(counting_greedy, idx, max_new_tokens), hint="cached_mismatch",
+                what=f"tokens of cached greedy decoding ({max_new_tokens} new)")
+    check.that(len(got["lengths"]) <= max_new_tokens,
+               f"{max_new_tokens} new tokens took {len(got['lengths'])} model calls: the last token's logits are "
+               f"never used, so there is no call after it", hint="extra_forward")
+    check.equal(got["lengths"], [4] + [1] * (max_new_tokens - 1) if max_new_tokens else [], hint="cache_not_used",
+                what="tokens per model call (the prompt once, then one token per call)")
+    check.that(all(got["with_cache"]) and got["caches"] <= 1,
+               f"every call should get the same KVCache: {got['caches']} different caches, "
+               f"{got['with_cache'].count(False)} calls without one", hint="cached_mismatch")
+    check.that(not got["grad"], "the model ran with autograd on: decode under torch.no_grad()", hint="cache_not_used")
+
+
+@pytest.mark.points(1)
+def test_uncached_decoding_reruns_the_whole_sequence():
+    """use_cache=False: every step runs the model on the whole sequence so far, with no cache."""
+    idx = torch.randint(0, COUNTING_VOCAB, (2, 3), generator=torch.Generator().manual_seed(51))
+    got = in_one_crossing(kv_cache, _drive, idx, 4, False)
+    check.equal(got["out"], oracle(counting_greedy, idx, 4), hint="greedy", what="tokens of uncached greedy decoding")
+    check.equal(got["lengths"], [3, 4, 5, 6], hint="use_cache_ignored",
+                what="tokens per model call with use_cache=False (the whole sequence each time)")
+    check.that(not any(got["with_cache"]), f"use_cache=False, but {got['with_cache'].count(True)} calls got a cache",
+               hint="use_cache_ignored")
 
 
 # --- speed --------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 import graders
-from graders import check, oracle, student
+from graders import check, in_one_crossing, oracle, student, unwrap
+from graders.testing import hinted
 
 pytestmark = pytest.mark.hidden
 
@@ -84,3 +85,33 @@ def test_zero_and_one_new_tokens(use_cache):
         check.equal(kv_cache.generate_greedy(model, idx, n, use_cache=use_cache),
                     oracle(reference_greedy, hf, idx, n, use_cache),
                     what=f"generate_greedy(..., max_new_tokens={n}, use_cache={use_cache})", hint="greedy")
+
+
+def _meta_cache():
+    """A KVCache fed float16 tensors on the meta device: where what it returns lives (one crossing,
+    plain data: no meta tensor is recorded)."""
+    cache = unwrap(kv_cache.KVCache)(2)
+    k = torch.empty(2, 3, 4, 5, dtype=torch.float16, device="meta")
+    try:
+        cache.update(0, k, k)
+        keys, values = cache.update(0, k[:, :, :1], k[:, :, :1])
+    except NotImplementedError as exc:
+        if "meta" not in str(exc):
+            raise  # a stub: NOT STARTED
+        # torch's "Cannot copy out of meta tensor": the cache copied keys to another device
+        return f"NotImplementedError: {exc} (the cache copied the keys to another device)"
+    return [(str(t.dtype), t.device.type, list(t.shape)) for t in (keys, values)]
+
+
+def meta_places():
+    """(only through oracle(...))"""
+    return [("torch.float16", "meta", [2, 3, 5, 5])] * 2
+
+
+@pytest.mark.points(1)
+def test_cache_keeps_the_device_it_is_given():
+    """Keys and values on the meta device (no GPU needed: nothing is allocated; the first meta
+    operations load torch's decompositions, seconds, hence hidden) stay there, in float16."""
+    got = hinted("cache_dtype_device", in_one_crossing, kv_cache, _meta_cache)
+    check.that(not isinstance(got, str), f"{got}", hint="cache_dtype_device")
+    check.equal(got, oracle(meta_places), hint="cache_dtype_device", what="(dtype, device, shape) of keys and values")

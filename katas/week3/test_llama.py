@@ -16,7 +16,7 @@ from transformers import LlamaConfig
 from transformers.models.llama import modeling_llama as hf
 
 from graders import check, fixtures, oracle, student
-from graders.testing import randn
+from graders.testing import FLOAT32_REDUCTION, randn
 
 llama = student("week3.llama")
 
@@ -376,3 +376,104 @@ def test_attention_with_llama_tiny_weights():
     x = randn(1, 12, 64, seed=33)
     with torch.no_grad():
         check.close(ours(x), hf_attention(theirs, x, torch.arange(12), 10000.0), hint="gqa_attention")
+
+
+# --- extreme magnitudes, dtypes and arguments that must take effect ----------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_rmsnorm_at_magnitudes_of_1e4(dtype):
+    # |x| up to ~4e4: x ** 2 is ~1e9, far past float16's 65504, fine in float32
+    x = randn(3, 32, seed=7, scale=1e4, dtype=dtype)
+    weight = randn(32, seed=8, shift=1.0)
+    ours = student_norm(weight, 1e-6)
+    expected = oracle(hf_rmsnorm, x.float(), weight, 1e-6)
+    with torch.no_grad():
+        out = ours(x)
+    check.equal(str(out.dtype), str(dtype), what="RMSNorm output dtype", hint="rms_dtype")
+    check.close(out, expected.to(dtype), hint="rms_dtype")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("interleaved", [False, True])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_apply_rope_keeps_dtype_on_both_layouts(dtype, interleaved):
+    theta = 10000.0
+    cos, sin = exact_tables(8, 16, theta)
+    x = randn(1, 2, 4, 8, seed=14, dtype=dtype)
+    positions = torch.tensor([3, 0, 15, 7])
+    expected = oracle(lambda: (complex_rope(x, positions, theta) if interleaved
+                               else hf_rope(x.double(), cos.double(), sin.double(), positions)).to(dtype))
+    out = llama.apply_rope(x, cos, sin, positions, interleaved=interleaved)
+    check.equal(str(out.dtype), str(dtype), what="apply_rope output dtype (x's dtype)", hint="rope_dtype")
+    check.close(out, expected, rtol=max(check.tolerance_for(dtype).rtol, 1e-5),
+                atol=max(check.tolerance_for(dtype).atol, 1e-5),
+                reason="the table is float32, so float64 inputs are only float32-accurate", hint="rope_pairing")
+
+
+@pytest.mark.points(1)
+def test_swiglu_at_large_activations():
+    # gate pre-activations of ±1e4: silu as z * exp(z) / (1 + exp(z)) gives inf / inf
+    torch.manual_seed(21)
+    mlp = hf.LlamaMLP(hf_config(16, 2, 2, hidden=24))
+    ours = llama.SwiGLU(16, 24)
+    names = (("w1", "gate_proj"), ("w3", "up_proj"), ("w2", "down_proj"))
+    ours.load_state_dict({f"{mine}.weight": getattr(mlp, theirs).weight.detach() for mine, theirs in names},
+                         strict=False)
+    x = randn(3, 16, seed=22, scale=2e4)
+    expected = oracle(lambda: mlp(x).detach())
+    with torch.no_grad():
+        out = ours(x)
+    check.close(out, expected, hint="silu_overflow", **FLOAT32_REDUCTION)
+
+
+def scaled_llama_attention(d_model, n_heads, n_kv_heads, theta, seed, qk_scale):
+    """seeded_llama_attention with q_proj and k_proj multiplied by qk_scale (large logits)."""
+    torch.manual_seed(seed)
+    base = hf.LlamaAttention(hf_config(d_model, n_heads, n_kv_heads, theta), layer_idx=0)
+    weights = {name: w.detach() * (qk_scale if name.startswith(("q_proj", "k_proj")) else 1.0)
+               for name, w in base.state_dict().items()}
+    return seeded_llama_attention(d_model, n_heads, n_kv_heads, theta, weights=weights)
+
+
+@pytest.mark.points(2)
+def test_attention_with_logits_of_1e4():
+    # scores up to ~1.3e4, rows whose every score is below -100 and rows far above +100;
+    # for these weights and inputs the top two scores of every row are >= 280 apart, so the
+    # softmax is one-hot to float precision and summation order cannot matter
+    theirs = scaled_llama_attention(32, 4, 2, 10000.0, seed=14, qk_scale=100.0)
+    ours = student_attention(theirs, 32, 4, 2, 10000.0)
+    x = randn(2, 6, 32, seed=40)
+    expected = oracle(hf_attention, theirs, x, torch.arange(6), 10000.0)
+    with torch.no_grad():
+        out = ours(x)
+    check.close(out, expected, hint="softmax_overflow", **FLOAT32_REDUCTION)
+
+
+@pytest.mark.points(1)
+def test_attention_uses_its_rope_theta():
+    theirs = seeded_llama_attention(32, 4, 4, 10000.0, seed=5)
+    weights = {name: w.detach() for name, w in theirs.state_dict().items()}
+    x = randn(1, 8, 32, seed=41)
+    positions = torch.tensor([0, 3, 9, 10, 30, 31, 60, 100])
+    ours = student_attention(theirs, 32, 4, 4, 10000.0)
+    with torch.no_grad():  # first at the default theta, so that a failure below is about theta alone
+        check.close(ours(x, positions), hf_attention(theirs, x, positions, 10000.0), hint="gqa_attention")
+    theirs = seeded_llama_attention(32, 4, 4, 50.0, weights=weights)
+    ours = student_attention(theirs, 32, 4, 4, 50.0)
+    with torch.no_grad():
+        check.close(ours(x, positions), hf_attention(theirs, x, positions, 50.0), hint="rope_theta_ignored")
+
+
+@pytest.mark.points(1)
+def test_attention_mask_follows_row_order_not_positions():
+    # two packed sequences: positions restart at 0, but row t still sees rows 0..t
+    theirs = seeded_llama_attention(32, 4, 2, 10000.0, seed=6)
+    ours = student_attention(theirs, 32, 4, 2, 10000.0)
+    x = randn(1, 7, 32, seed=42)
+    positions = torch.tensor([0, 1, 2, 0, 1, 2, 3])
+    expected = oracle(hf_attention, theirs, x, positions, 10000.0)
+    with torch.no_grad():
+        out = ours(x, positions)
+    check.close(out, expected, hint="gqa_mask_from_positions")

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
 from graders import check, oracle, student
+from graders.testing import FLOAT32_REDUCTION, randn
 
 paged = student("week5.paged_kv")
 
@@ -106,6 +107,25 @@ def test_allocator_fork_counts_references():
     check.equal(alloc.num_free, 3, what="num_free after the last reference is freed", hint="leak_on_free")
 
 
+@pytest.mark.points(1)
+def test_allocator_fork_returns_the_block_and_free_rejects_unallocated_blocks():
+    """fork(block) returns the block; freeing a block that was never handed out (or is free
+    again) raises ValueError and changes nothing."""
+    alloc = paged.BlockAllocator(4)
+    block = alloc.allocate()
+    check.equal(alloc.fork(block), block, what="fork(block)'s return value", hint="refcount_fork")
+    with check.raises(ValueError, hint="free_unallocated"):
+        alloc.free(3 if block != 3 else 0)
+    check.equal(alloc.num_free, 3, what="num_free after a rejected free", hint="free_unallocated")
+    check.equal(alloc.ref_count(block), 2, what="ref_count of the forked block after a rejected free",
+                hint="free_unallocated")
+    alloc.free(block)
+    alloc.free(block)
+    with check.raises(ValueError, hint="free_unallocated"):
+        alloc.free(block)
+    check.equal(alloc.num_free, 4, what="num_free after a rejected double free", hint="free_unallocated")
+
+
 # --- PagedKVCache: append and gather -------------------------------------------------------
 
 
@@ -151,6 +171,57 @@ def test_block_table_lists_the_sequence_blocks_in_order():
     check.equal(len(table), 3, what="blocks of a 5-token sequence with block_size 2", hint="last_block_offset")
     check.that(len(set(table)) == 3 and all(0 <= b < 8 for b in table),
                f"the block table should hold 3 distinct block ids in [0, 8), got {table}", hint="last_block_offset")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_cache_stores_the_dtype_it_is_given(dtype):
+    """PagedKVCache(..., dtype=...) keeps keys and values in that dtype, exactly as appended
+    (a float32 pool would round float64 and widen half precision). (The hidden tests check
+    `device=` the same way, on the meta device.)"""
+    cache = paged.PagedKVCache(8, 3, H, D, dtype=dtype)
+    k1, v1 = randn(H, 5, D, seed=50, dtype=dtype), randn(H, 5, D, seed=51, dtype=dtype)
+    k2, v2 = randn(H, 2, D, seed=52, dtype=dtype), randn(H, 2, D, seed=53, dtype=dtype)
+    cache.append(0, k1, v1)
+    cache.append(0, k2, v2)
+    k, v = cache.gather(0)
+    check.equal(k, torch.cat([k1, k2], dim=1), what=f"gathered {dtype} keys", hint="pool_dtype_device")
+    check.equal(v, torch.cat([v1, v2], dim=1), what=f"gathered {dtype} values", hint="pool_dtype_device")
+
+
+@pytest.mark.points(1)
+def test_paged_attention_in_float64():
+    """A float64 cache and query give float64 attention, to float64 precision."""
+    cache = paged.PagedKVCache(8, 3, H, D, dtype=torch.float64)
+    dense = Dense()
+    for seq, (n, seed) in enumerate([(7, 54), (4, 55)]):
+        k, v = randn(H, n, D, seed=seed, dtype=torch.float64), randn(H, n, D, seed=seed + 10, dtype=torch.float64)
+        cache.append(seq, k, v)
+        dense.append(seq, k, v)
+    q = randn(2, H, D, seed=56, dtype=torch.float64)
+    check.close(paged.paged_attention(q, cache, [1, 0]), oracle(dense_attention, q, dense, [1, 0]), hint="pool_dtype_device")
+
+
+@pytest.mark.points(1)
+def test_copy_on_write_releases_the_shared_block():
+    """After the child copies the shared last block, its reference to the old block is gone:
+    the parent holds it alone and writes into it in place (no second copy)."""
+    cache = paged.PagedKVCache(10, 4, H, D)
+    cache.append(0, *tokens(6, seed=57))
+    cache.fork(0, 1)
+    shared = cache.block_table(0)
+    check.equal(cache.allocator.ref_count(shared[1]), 2, what="ref_count of the shared last block after fork",
+                hint="refcount_fork")
+    cache.append(1, *tokens(1, seed=58))
+    check.equal(cache.allocator.ref_count(shared[1]), 1, what="ref_count of the old last block after the child's copy",
+                hint="leak_on_free")
+    check.equal(cache.allocator.ref_count(shared[0]), 2, what="ref_count of the full first block (still shared)",
+                hint="refcount_fork")
+    check.equal(cache.allocator.num_free, 10 - 3, what="free blocks after one copy-on-write", hint="leak_on_free")
+    cache.append(0, *tokens(1, seed=59))
+    check.equal(cache.block_table(0), shared, what="the parent's block table after its own append (no copy needed)",
+                hint="leak_on_free")
+    check.equal(cache.allocator.num_free, 10 - 3, what="free blocks after the parent's append", hint="leak_on_free")
 
 
 # --- fork and copy-on-write ----------------------------------------------------------------
@@ -259,6 +330,24 @@ def test_paged_attention_after_fork_and_divergence():
         dense.append(seq, k, v)
     q = torch.randn(2, H, D, generator=torch.Generator().manual_seed(34))
     check.close(paged.paged_attention(q, cache, [0, 1]), oracle(dense_attention, q, dense, [0, 1]), hint="write_shared_block")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("scale", [30.0, 300.0])
+def test_paged_attention_with_large_scores(scale):
+    """Queries scaled up until q.k / sqrt(d) reaches the hundreds: exp of a score overflows
+    float32 (past ~88), so the softmax must subtract each row's maximum first."""
+    cache, dense = filled_cache([7, 3, 10], block_size=3, seed=60)
+    q = randn(3, H, D, seed=61, scale=scale)
+    check.close(paged.paged_attention(q, cache, [0, 1, 2]), oracle(dense_attention_float64, q, dense, [0, 1, 2]),
+                hint="softmax_overflow", **FLOAT32_REDUCTION)
+
+
+def dense_attention_float64(q, dense, seq_ids):
+    """dense_attention computed in float64, returned as float32 (only through oracle(...))."""
+    return torch.stack([F.scaled_dot_product_attention(q[b][:, None].double(), dense.keys(s).double(),
+                                                       dense.values(s).double())[:, 0]
+                        for b, s in enumerate(seq_ids)]).float()
 
 
 # --- GPU throughput -------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import random
 import pytest
 import torch
 
-from graders import check, reference, student
+from graders import check, in_one_crossing, oracle, reference, student, unwrap
+from graders.testing import hinted
 
 pytestmark = pytest.mark.hidden
 
@@ -91,3 +92,35 @@ def test_paged_attention_matches_reference_after_random_operations(seed, block_s
     q = torch.randn(len(live), H, D, generator=g)
     check.close(paged.paged_attention(q, cache, live), model_solution.paged_attention(q, expected, live),
                 hint="last_block_offset")
+
+
+def _meta_cache():
+    """A float16 PagedKVCache on the meta device fed meta tensors: where gather's results live
+    (one crossing, plain data: no meta tensor is recorded)."""
+    cache = unwrap(paged.PagedKVCache)(6, 2, H, D, dtype=torch.float16, device="meta")
+    k = torch.empty(H, 3, D, dtype=torch.float16, device="meta")
+    try:
+        cache.append(0, k, k)
+        cache.append(0, k[:, :1], k[:, :1])
+        got = cache.gather(0)
+    except NotImplementedError as exc:
+        if "meta" not in str(exc):
+            raise  # a stub: NOT STARTED
+        # torch's "Cannot copy out of meta tensor": the pool is not on the device it was given
+        return f"NotImplementedError: {exc} (the pool is not on the device given to PagedKVCache)"
+    return [(str(t.dtype), t.device.type, list(t.shape)) for t in got]
+
+
+def meta_places():
+    """(only through oracle(...))"""
+    return [("torch.float16", "meta", [H, 4, D])] * 2
+
+
+@pytest.mark.points(1)
+def test_cache_allocates_on_the_device_it_is_given():
+    """PagedKVCache(..., device="meta"): the pool and what gather returns live there (no GPU
+    needed: nothing is allocated; the first meta operations load torch's decompositions,
+    seconds, hence hidden)."""
+    got = hinted("pool_dtype_device", in_one_crossing, paged, _meta_cache)
+    check.that(not isinstance(got, str), f"{got}", hint="pool_dtype_device")
+    check.equal(got, oracle(meta_places), hint="pool_dtype_device", what="(dtype, device, shape) of gathered keys and values")

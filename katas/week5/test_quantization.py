@@ -15,7 +15,7 @@ import torch.nn as nn
 from hypothesis import given, strategies as st
 
 from graders import check, fixtures, oracle, student
-from graders.testing import FLOAT32_REDUCTION, randn
+from graders.testing import FLOAT32_REDUCTION, hinted, randn
 
 quant = student("week5.quantization")
 
@@ -114,8 +114,8 @@ def test_absmax_all_zero_slice_gets_scale_one():
     x = randn(3, 5, seed=3)
     x[1] = 0.0
     q, scale = quant.absmax_quantize(x, dim=0)
-    check.close(scale[1], torch.ones(1), what="scale of the all-zero row")
-    check.equal(q[1], torch.zeros(5, dtype=torch.int8), what="codes of the all-zero row")
+    check.close(scale[1], torch.ones(1), what="scale of the all-zero row", hint="zero_slice_scale")
+    check.equal(q[1], torch.zeros(5, dtype=torch.int8), what="codes of the all-zero row", hint="zero_slice_scale")
 
 
 # --- zero-point --------------------------------------------------------------------------
@@ -241,7 +241,7 @@ def test_pack_int4_layout_and_round_trip(seed, lead, n):
 
 @pytest.mark.points(1)
 def test_pack_int4_rejects_odd_length():
-    with check.raises(ValueError):
+    with check.raises(ValueError, hint="pack_odd_length"):
         quant.pack_int4(torch.zeros(3, dtype=torch.uint8))
 
 
@@ -261,6 +261,7 @@ def nf4_oracle(x, block_size, table):
     """(codes, absmax per block) by the definition (called only through oracle(...))."""
     flat = x.flatten().double()
     absmax = torch.stack([flat[i:i + block_size].abs().max() for i in range(0, flat.numel(), block_size)])
+    absmax = torch.where(absmax == 0, torch.ones_like(absmax), absmax)  # an all-zero block gets absmax 1
     scales = torch.cat([a.expand(min(block_size, flat.numel() - i * block_size)) for i, a in enumerate(absmax)])
     codes = (flat[:, None] / scales[:, None] - table[None, :]).abs().argmin(dim=1)
     return codes.to(torch.uint8), absmax.float()
@@ -449,3 +450,218 @@ def test_quantized_linear_gpu_throughput(method, bits):
         # a vectorised layer stays within 10x of cuBLAS, a Python loop over rows does not.
         throughput.assert_within(lambda: layer(x), lambda: linear(x), factor=10.0,
                                  what=f"QuantizedLinear({method}) forward", hint="quantized_linear_output")
+
+
+# --- every rule of the docstring: ties, zero slices, extreme rows, dtypes, arguments, shapes ---
+
+
+@pytest.mark.points(1)
+def test_rounding_is_half_to_even():
+    # absmax 127 -> scale exactly 1: the codes are round(x) itself
+    q, _ = quant.absmax_quantize(torch.tensor([127.0, 0.5, 1.5, 2.5, -2.5, -0.5, 3.5]))
+    check.equal(q, torch.tensor([127, 0, 2, 2, -2, 0, 4], dtype=torch.int8), hint="round_half_even",
+                what="absmax codes of exact halves")
+    # lo = -2.5, hi = 252.5 -> scale exactly 1 and zero_point = round(2.5) = 2
+    q, _, zero_point = quant.zeropoint_quantize(torch.tensor([-2.5, 252.5, 0.5, 1.5, 10.5]))
+    check.equal(zero_point, torch.tensor([2], dtype=torch.int32), hint="round_half_even", what="zero_point")
+    check.equal(q, torch.tensor([0, 254, 2, 4, 12], dtype=torch.uint8), hint="round_half_even",
+                what="zero-point codes of exact halves")
+
+
+@pytest.mark.points(1)
+def test_all_zero_slices_and_blocks_get_scale_one():
+    x = randn(3, 8, seed=30)
+    x[1] = 0.0
+    q, scale, zero_point = quant.zeropoint_quantize(x, dim=0)
+    check.close(scale[1], torch.ones(1), what="zero-point scale of the all-zero row", hint="zero_slice_scale")
+    check.equal(zero_point[1], torch.zeros(1, dtype=torch.int32), what="zero_point of the all-zero row",
+                hint="zero_slice_scale")
+    check.equal(q[1], torch.zeros(8, dtype=torch.uint8), what="codes of the all-zero row", hint="zero_slice_scale")
+    codes, absmax = quant.nf4_quantize(x, block_size=8)
+    check.close(absmax, torch.cat([x[0].abs().max()[None], torch.ones(1), x[2].abs().max()[None]]),
+                what="NF4 absmax per block (the middle block is all zeros)", hint="zero_slice_scale")
+    back = quant.nf4_dequantize(codes, absmax, x.shape, block_size=8)
+    check.equal(back[1], torch.zeros(8), what="NF4 round trip of the all-zero block", hint="zero_slice_scale")
+
+
+def extreme_rows(dtype):
+    """Rows of magnitude 1e30 and 1e-30, an all-zero row, a row with one outlier, a row of 1e-9 (inputs)."""
+    x = randn(6, 16, seed=31, dtype=torch.float64)
+    x[0] *= 1e30
+    x[1] *= 1e-30
+    x[2] = 0.0
+    x[3, 5] = 1e4
+    x[4] *= 1e-9
+    return x.to(dtype)
+
+
+def absmax_extreme_oracle(x):
+    """(scale per row, codes) of 8-bit absmax in x's dtype; codes from float64 (only through oracle(...))."""
+    amax = x.abs().amax(dim=1, keepdim=True)
+    scale = torch.where(amax == 0, torch.ones_like(amax), amax / 127)
+    return scale, torch.round(x.double() / scale.double()).clamp(-127, 127).to(torch.int8)
+
+
+def zeropoint_extreme_oracle(x):
+    """(scale, zero_point, codes) of 8-bit zero-point per row, all-zero rows included (only through oracle(...))."""
+    lo, hi = x.amin(dim=1, keepdim=True).clamp(max=0), x.amax(dim=1, keepdim=True).clamp(min=0)
+    scale = torch.where(hi == lo, torch.ones_like(hi), (hi - lo) / 255)
+    zero_point = torch.round(-lo.double() / scale.double()).clamp(0, 255)
+    codes = (torch.round(x.double() / scale.double()) + zero_point).clamp(0, 255)
+    return scale, zero_point.to(torch.int32), codes.to(torch.uint8)
+
+
+EXACT_SCALE = {"rtol": 1e-6, "atol": 0.0,
+               "reason": "scales down to 1e-32: only a relative tolerance tells them apart (the dtype table's atol "
+                         "would accept any tiny number); max|x| / qmax is one correctly rounded division"}
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rows_with_huge_tiny_zero_and_outlier_magnitudes(dtype):
+    x = extreme_rows(dtype)
+    expected = oracle(absmax_extreme_oracle, x)  # (scale, codes)
+    q, scale = quant.absmax_quantize(x, dim=0)
+    check.close(scale[[0, 1, 4]], expected[0][[0, 1, 4]], hint="scale_epsilon", what="absmax scales of the "
+                "rows of magnitude 1e30, 1e-30 and 1e-9", **EXACT_SCALE)
+    check.close(scale, expected[0], hint="scale_from_mean", what="absmax scales", **EXACT_SCALE)
+    check.equal(q, expected[1], hint="truncation", what="absmax codes")
+    expected = oracle(zeropoint_extreme_oracle, x)  # (scale, zero_point, codes)
+    q, scale, zero_point = quant.zeropoint_quantize(x, dim=0)
+    check.close(scale[[0, 1, 4]], expected[0][[0, 1, 4]], hint="scale_epsilon", what="zero-point scales of the "
+                "rows of magnitude 1e30, 1e-30 and 1e-9", **EXACT_SCALE)
+    check.close(scale, expected[0], hint="zero_point_exact", what="zero-point scales", **EXACT_SCALE)
+    check.equal(zero_point, expected[1], hint="zero_point_exact", what="zero points")
+    check.equal(q, expected[2], hint="truncation", what="zero-point codes")
+    want = oracle(nf4_oracle, x, 16, nf4_table_from_quantiles())  # (codes, absmax): one block per row
+    codes, absmax = quant.nf4_quantize(x, block_size=16)
+    check.close(absmax, want[1], hint="scale_epsilon", what="NF4 absmax per block", **EXACT_SCALE)
+    check.equal(codes, want[0], hint="nf4_blocks", what="NF4 codes")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_quantizers_keep_the_dtype(dtype):
+    """scale in x's dtype, dequantized in scale's dtype; codes within one of the float64 codes
+    (x / scale rounded in float16 or bfloat16 may land on the other side of a half)."""
+    x = randn(4, 12, seed=32, scale=3.0, dtype=dtype)
+    expected = oracle(absmax_extreme_oracle, x)  # (scale, codes)
+    q, scale = quant.absmax_quantize(x, dim=0)
+    back = quant.absmax_dequantize(q, scale)
+    dtypes = [str(scale.dtype), str(back.dtype)]
+    check.equal(dtypes, [str(dtype)] * 2, hint="dtype_changed", what="dtypes of absmax (scale, dequantized)")
+    check.close(scale, expected[0], hint="scale_from_mean", what="absmax scale")
+    worst = oracle(lambda: int((q.int() - expected[1].int()).abs().max()))
+    check.that(worst <= (0 if dtype == torch.float64 else 1), f"absmax codes are off by up to {worst}",
+               hint="truncation", about=q)
+    expected = oracle(zeropoint_extreme_oracle, x)  # (scale, zero_point, codes)
+    q, scale, zero_point = quant.zeropoint_quantize(x, dim=0)
+    back = quant.zeropoint_dequantize(q, scale, zero_point)
+    dtypes = [str(scale.dtype), str(zero_point.dtype), str(back.dtype)]
+    check.equal(dtypes, [str(dtype), "torch.int32", str(dtype)], hint="dtype_changed",
+                what="dtypes of zero-point (scale, zero_point, dequantized)")
+    check.close(scale, expected[0], hint="zero_point_exact", what="zero-point scale")
+    codes, absmax = quant.nf4_quantize(x, block_size=16)
+    back = quant.nf4_dequantize(codes, absmax, x.shape, block_size=16)
+    dtypes = [str(codes.dtype), str(absmax.dtype), str(back.dtype)]
+    check.equal(dtypes, ["torch.uint8", "torch.float32", "torch.float32"], hint="dtype_changed",
+                what="dtypes of NF4 (codes, absmax, dequantized): always uint8 and float32")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_dequantize_returns_the_scales_dtype(dtype):
+    q = torch.tensor([[-127, 3, 64], [5, -8, 127]], dtype=torch.int8)
+    scale = torch.tensor([[0.5], [0.125]], dtype=dtype)
+    check.close(quant.absmax_dequantize(q, scale), (q.double() * scale.double()).to(dtype), hint="dtype_changed",
+                what="absmax_dequantize")
+    qz, zp = torch.tensor([[0, 10, 255], [7, 200, 3]], dtype=torch.uint8), torch.tensor([[10], [3]], dtype=torch.int32)
+    check.close(quant.zeropoint_dequantize(qz, scale, zp), ((qz.double() - zp.double()) * scale.double()).to(dtype),
+                hint="dtype_changed", what="zeropoint_dequantize")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("scheme,bits", [("absmax", 4), ("absmax", 6), ("zeropoint", 4), ("zeropoint", 6)])
+def test_bits_is_used(scheme, bits):
+    x = randn(3, 10, seed=33, scale=2.0)
+    if scheme == "absmax":
+        q, scale = quant.absmax_quantize(x, bits=bits, dim=0)
+        check.close(scale, x.abs().amax(dim=1, keepdim=True) / (2 ** (bits - 1) - 1), hint="ignored_argument",
+                    what=f"{bits}-bit absmax scale")
+    else:
+        expected = oracle(zeropoint_oracle, x, bits, 0)  # (scale, zero_point)
+        q, scale, zero_point = quant.zeropoint_quantize(x, bits=bits, dim=0)
+        check.close(scale, expected[0], hint="ignored_argument", what=f"{bits}-bit zero-point scale")
+        check.equal(zero_point, expected[1], hint="ignored_argument", what=f"{bits}-bit zero points")
+
+
+def linear_with(weight, bias):
+    """An nn.Linear holding the given (seeded) weight and bias."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+    return linear
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("method,bits", [("absmax", 4), ("zeropoint", 8), ("nf4", 4)])
+def test_quantized_linear_uses_group_size(method, bits):
+    """Groups of 8 columns whose magnitudes differ by 1000x: one scale per row would round the small
+    groups to zero."""
+    weight = randn(6, 32, seed=34) * torch.tensor([1.0] * 8 + [1e-3] * 8 + [0.1] * 8 + [3.0] * 8)
+    linear = linear_with(weight, randn(6, seed=35))
+    layer = quant.QuantizedLinear(linear, method=method, bits=bits, group_size=8)
+    x = randn(3, 32, seed=36)
+    expected = oracle(quantized_linear_oracle, linear, x, method, bits, 8)
+    with torch.no_grad():
+        out = layer(x)
+    check.close(out, expected, hint="ignored_argument", **FLOAT32_REDUCTION)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("method,bits,group_size", [("absmax", 8, None), ("zeropoint", 4, 8), ("nf4", 4, 16)])
+def test_square_quantized_linear(method, bits, group_size):
+    """in_features == out_features: x @ W_hat (no transpose) runs here, and is wrong."""
+    linear = linear_with(randn(32, 32, seed=37), randn(32, seed=38))
+    layer = quant.QuantizedLinear(linear, method=method, bits=bits, group_size=group_size)
+    x = randn(2, 3, 32, seed=39)
+    expected = oracle(quantized_linear_oracle, linear, x, method, bits, group_size)
+    with torch.no_grad():
+        out = layer(x)
+    check.close(out, expected, hint="quantized_linear_output", **FLOAT32_REDUCTION)
+
+
+def quantized_linear_float64(linear, x, method, bits, group_size):
+    """x @ W_hat.T + b, all in float64 (called only through oracle(...))."""
+    with torch.no_grad():
+        return x @ fake_quantized_weight(linear.weight, method, bits, group_size).T + linear.bias.double()
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("method,bits", [("absmax", 8), ("nf4", 4)])
+def test_quantized_linear_output_in_the_inputs_dtype(method, bits):
+    linear = linear_with(randn(12, 16, seed=40), randn(12, seed=41))
+    layer = quant.QuantizedLinear(linear, method=method, bits=bits)
+    x64 = randn(3, 16, seed=42, dtype=torch.float64)
+    expected = oracle(quantized_linear_float64, linear, x64, method, bits, None)
+    with torch.no_grad():
+        out64 = hinted("dtype_changed", layer, x64)
+        out16 = hinted("dtype_changed", layer, randn(3, 16, seed=42, dtype=torch.bfloat16))
+    dtypes = [str(out64.dtype), str(out16.dtype)]
+    check.equal(dtypes, ["torch.float64", "torch.bfloat16"], hint="dtype_changed",
+                what="output dtypes for float64 and bfloat16 inputs")
+    check.close(out64, expected, hint="quantized_linear_output", **FLOAT32_REDUCTION)  # W_hat is float32
+
+
+@pytest.mark.points(1)
+def test_nf4_layer_is_four_bit_whatever_bits_says():
+    """method="nf4" is always 4 bits: with the default bits=8 the codes are still packed two per byte."""
+    linear = linear_with(randn(8, 32, seed=43), randn(8, seed=44))
+    layer = quant.QuantizedLinear(linear, method="nf4")
+    state = layer.state_dict()
+    nbytes = sum(t.numel() * t.element_size() for t in state.values())
+    size = oracle(storage_bounds, 8, 32, 4, None)  # (bytes of codes, most bytes in all)
+    check.that(size[0] <= nbytes <= size[1],
+               f"an nf4 QuantizedLinear(32 -> 8) with the default bits should store {size[0]} bytes of packed "
+               f"codes (at most {size[1]} bytes in all); it stores {nbytes}", hint="packed_memory")

@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from graders import check, in_one_crossing, reference, student, unwrap
-from graders.testing import randn
+from graders import check, in_one_crossing, oracle, reference, student, unwrap
+from graders.testing import hinted, randn
+
+from .test_lora import _dtypes_and_devices
 
 pytestmark = pytest.mark.hidden
 
@@ -104,3 +106,20 @@ def test_qlora_on_a_fresh_layer():
         theirs.A.copy_(A)
         theirs.B.copy_(B)
     check.close(ours(x), theirs(x), hint="not_nf4")
+
+
+def expected_meta_places():
+    """A, B and the merged layer on the meta device, in float16 (only through oracle(...))."""
+    want = ("torch.float16", "meta")
+    return {"A": want, "B": want, "merged weight": want, "merged bias": want}
+
+
+@pytest.mark.points(1)
+def test_adapters_and_merge_follow_the_base_device():
+    """A layer on the meta device (no GPU needed: nothing is allocated; the first meta
+    operations load torch's decompositions, ~3 s, hence hidden): A, B and merge()'s new
+    layer live there too, in the base's float16."""
+    got = hinted("wrong_dtype_device", in_one_crossing, lora, _dtypes_and_devices, torch.float16, "meta")
+    check.that(not isinstance(got, str), f"{got}", hint="wrong_dtype_device")
+    check.equal(got, oracle(expected_meta_places), hint="wrong_dtype_device",
+                what="(dtype, device) of the parts of a LoRALinear over a float16 meta layer")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
 from graders import check, fixtures, in_one_crossing, oracle, student, unwrap
-from graders.testing import randn
+from graders.testing import hinted, randn
 
 rl = student("week8.rl")
 
@@ -215,7 +215,7 @@ def test_k3_is_never_negative(a, b):
 
 @pytest.mark.points(1)
 def test_kl_penalty_rejects_an_unknown_kind():
-    with check.raises(ValueError):
+    with check.raises(ValueError, hint="kl_unknown_kind"):
         rl.kl_penalty(torch.zeros(2), torch.zeros(2), kind="k4")
 
 
@@ -339,3 +339,194 @@ def test_grpo_improves_a_bandit_policy():
     # The reference reaches 0.99 from 0.36 (0.99 for other seeds too); 0.8 leaves a wide
     # margin and is far above what a sign error gives (deterministic: fixed seeds).
     check.that(end > 0.8, f"GRPO should move the policy to the best arm: expected reward {start:.3f} -> {end:.3f}")
+
+
+# --- every rule of the docstrings, at extreme magnitudes, in each dtype ------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_reward_model_loss_at_margins_of_1e4_in_every_dtype(dtype):
+    """log(sigmoid(-2e4)) is -inf in every dtype (float64 included); F.logsigmoid is -2e4."""
+    chosen = torch.tensor([-1e4, 1e4, 0.5, -50.0], dtype=dtype)
+    rejected = torch.tensor([1e4, -1e4, 0.0, 50.0], dtype=dtype)
+    out = rl.reward_model_loss(chosen, rejected)
+    got_dtype = out.dtype
+    check.equal(str(got_dtype), str(dtype), hint="dtype_changed", what="dtype of the loss")
+    check.close(out, -F.logsigmoid((chosen - rejected).double()).mean().to(dtype), hint="unstable_logsigmoid")
+
+
+@pytest.mark.points(1)
+def test_gae_worked_example_of_the_docstring():
+    rewards, values = torch.tensor([1.0, 1.0]), torch.tensor([0.0, 0.0, 5.0])
+    adv, _ = rl.compute_gae(rewards, values, torch.tensor([0.0, 0.0]), 1.0, 1.0)
+    check.close(adv, torch.tensor([7.0, 6.0]), hint="wrong_bootstrap", what="advantages, dones [0, 0]")
+    adv, _ = rl.compute_gae(rewards, values, torch.tensor([0.0, 1.0]), 1.0, 1.0)
+    check.close(adv, torch.tensor([2.0, 1.0]), hint="gae_not_cut", what="advantages, dones [0, 1]")
+
+
+@pytest.mark.points(1)
+def test_gae_accepts_boolean_dones():
+    T = 8
+    rewards, values = randn(T, seed=110), randn(T + 1, seed=111, scale=2.0)
+    dones = torch.tensor([False, False, True, False, False, True, False, False])
+    out = hinted("bool_dones", rl.compute_gae, rewards, values, dones, 0.9, 0.8)
+    check.close(out[0], gae_forward_loop(rewards, values, dones, 0.9, 0.8), hint="gae_not_cut",
+                what="advantages with boolean dones")
+
+
+@pytest.mark.points(1)
+def test_gae_keeps_float64():
+    T = 7
+    rewards, values = randn(T, seed=112, dtype=torch.float64), randn(T + 1, seed=113, dtype=torch.float64)
+    dones = torch.zeros(T, dtype=torch.float64)
+    dones[3] = 1.0
+    adv, ret = rl.compute_gae(rewards, values, dones, 0.99, 0.95)
+    adv_dtype, ret_dtype = adv.dtype, ret.dtype
+    check.equal([str(adv_dtype), str(ret_dtype)], ["torch.float64", "torch.float64"], hint="dtype_changed",
+                what="dtypes of (advantages, returns) for float64 inputs")
+    check.close(adv, gae_forward_loop(rewards, values, dones, 0.99, 0.95), hint="gae_not_cut", what="advantages")
+
+
+def extreme_logprobs(dtype):
+    """Log-probabilities around -1e4 (exp underflows to 0 in every dtype), log-ratios in about [-1.5, 1.5],
+    plus two tokens whose log-ratio is +-100 (only through oracle(...) or as inputs)."""
+    B, T = 3, 5
+    logprobs = randn(B, T, seed=120, scale=0.5, shift=-1e4, dtype=dtype)
+    old = (logprobs.double() + randn(B, T, seed=121, scale=0.5, dtype=torch.float64)).to(dtype)
+    ref = (logprobs.double() + randn(B, T, seed=122, scale=0.5, dtype=torch.float64)).to(dtype)
+    return logprobs, old, ref
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ratios_come_from_differences_of_log_probs(dtype):
+    """Sequence log-probs of -1e4: exp(logprobs) / exp(old_logprobs) is 0 / 0. The differences of
+    these inputs are exact in both dtypes, so the float64 oracle sees the very same log-ratios."""
+    logprobs, old, ref = extreme_logprobs(dtype)
+    adv = randn(3, 5, seed=123, dtype=dtype)
+    mask = torch.ones(3, 5)
+    mask[1, 3:] = 0
+    check.close(rl.ppo_policy_loss(logprobs, old, adv, mask),
+                ppo_oracle(logprobs.double(), old.double(), adv.double(), mask, 0.2).to(dtype),
+                hint="ratio_from_probs", what="ppo_policy_loss")
+    check.close(rl.kl_penalty(logprobs, ref, kind="k3"),
+                (torch.expm1(ref.double() - logprobs.double()) - (ref.double() - logprobs.double())).to(dtype),
+                hint="ratio_from_probs", what="kl_penalty k3")
+    seq_adv = randn(3, seed=124, dtype=dtype)
+    check.close(rl.grpo_loss(logprobs, old, ref, seq_adv, mask, clip_eps=0.2, beta=0.04),
+                grpo_oracle(logprobs.double(), old.double(), ref.double(), seq_adv.double(), mask, 0.2, 0.04).to(dtype),
+                hint="ratio_from_probs", what="grpo_loss")
+
+
+@pytest.mark.points(1)
+def test_ppo_policy_loss_with_log_ratios_of_100():
+    """Ratios of e^100 (inf in float32) and e^-100 where the clipped objective is still finite:
+    A > 0 with a huge ratio earns (1 + eps) A; a ratio of ~0 earns min(0, (1 - eps) A)."""
+    logprobs = torch.tensor([-1.0, -101.0, -101.0, -2.0])
+    old = torch.tensor([-101.0, -1.0, -1.0, -2.5])
+    adv = torch.tensor([2.0, 1.0, -3.0, 0.5])
+    check.close(rl.ppo_policy_loss(logprobs, old, adv, torch.ones(4), clip_eps=0.2),
+                ppo_oracle(logprobs.double(), old.double(), adv.double(), torch.ones(4), 0.2).float(),
+                hint="ratio_from_probs")
+
+
+ARGUMENT_CASES = ["ppo_clip_eps", "value_clip", "grpo_clip_eps", "grpo_beta", "grpo_eps", "gae_lam", "gae_gamma"]
+
+
+def value_loss_oracle(values, old_values, returns, mask, clip):
+    """0.5 max((v - R)^2, (v_clipped - R)^2), masked mean, for any clip (called only through oracle(...))."""
+    v_clipped = old_values + (values - old_values).clamp(-clip, clip)
+    return masked_mean(0.5 * torch.max((values - returns) ** 2, (v_clipped - returns) ** 2), mask)
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("case", ARGUMENT_CASES)
+def test_every_documented_argument_is_used(case):
+    """Each argument at a value far from its default (and from the other tests' values)."""
+    logprobs, old, adv, mask = ppo_inputs(130)
+    if case == "ppo_clip_eps":
+        check.close(rl.ppo_policy_loss(logprobs, old, adv, mask, clip_eps=0.5),
+                    ppo_oracle(logprobs, old, adv, mask, 0.5), hint="ignored_argument", what="loss, clip_eps=0.5")
+    elif case == "value_clip":
+        values, old_values, returns = randn(4, 6, seed=131), randn(4, 6, seed=132), randn(4, 6, seed=133)
+        for clip in (0.05, 1.0):
+            check.close(rl.ppo_value_loss(values, old_values, returns, mask, clip=clip),
+                        value_loss_oracle(values, old_values, returns, mask, clip),
+                        hint="ignored_argument", what=f"value loss, clip={clip}")
+    elif case in ("grpo_clip_eps", "grpo_beta"):
+        ref = logprobs + randn(4, 6, seed=134, scale=0.5)
+        seq_adv = randn(4, seed=135)
+        eps, beta = (0.5, 0.04) if case == "grpo_clip_eps" else (0.2, 0.7)
+        check.close(rl.grpo_loss(logprobs, old, ref, seq_adv, mask, clip_eps=eps, beta=beta),
+                    grpo_oracle(logprobs, old, ref, seq_adv, mask, eps, beta), hint="ignored_argument",
+                    what=f"grpo_loss, clip_eps={eps}, beta={beta}")
+    elif case == "grpo_eps":
+        rewards = torch.tensor([[0.0, 1e-3, 2e-3], [1.0, 3.0, 2.0]])
+        check.close(rl.grpo_advantages(rewards, eps=1.0),
+                    (rewards - rewards.mean(-1, keepdim=True)) / (rewards.std(-1, keepdim=True) + 1.0),
+                    hint="ignored_argument", what="advantages, eps=1.0")
+    else:
+        T = 8
+        rewards, values, dones = randn(T, seed=136), randn(T + 1, seed=137, scale=2.0), torch.zeros(T)
+        gamma, lam = (0.99, 0.3) if case == "gae_lam" else (0.5, 0.95)
+        adv, _ = rl.compute_gae(rewards, values, dones, gamma, lam)
+        check.close(adv, gae_forward_loop(rewards, values, dones, gamma, lam), hint="ignored_argument",
+                    what=f"advantages, gamma={gamma}, lam={lam}")
+
+
+@pytest.mark.points(1)
+def test_value_loss_is_half_the_larger_squared_error():
+    """Token by token: v moved by 1.0 from the old value, clipped to 0.2; the clipped error is
+    the larger on token 0, the unclipped one on token 1."""
+    values = torch.tensor([[1.0, -1.0, 0.5]])
+    old_values = torch.tensor([[0.0, 0.0, 0.4]])
+    returns = torch.tensor([[2.0, 0.0, 0.0]])
+    # token 0: (1 - 2)^2 = 1 vs (0.2 - 2)^2 = 3.24; token 1: 1 vs 0.04; token 2: 0.25 vs 0.25
+    check.close(rl.ppo_value_loss(values, old_values, returns, torch.ones(1, 3), clip=0.2),
+                torch.tensor(0.5 * (3.24 + 1.0 + 0.25) / 3), hint="value_loss_clipping")
+
+
+@pytest.mark.points(1)
+def test_grpo_advantages_worked_example_uses_the_unbiased_std():
+    rewards = torch.tensor([[1.0, 0.0], [10.0, 20.0]])
+    # std with n - 1: 0.7071 and 7.071, so +-0.5 / 0.7071 = +-0.7071; the biased std (n) gives +-1
+    check.close(rl.grpo_advantages(rewards), torch.tensor([[1.0, -1.0], [-1.0, 1.0]]) * 0.5 / (0.5 ** 0.5 + 1e-6),
+                hint="biased_std")
+
+
+@pytest.mark.points(1)
+def test_grpo_loss_with_as_many_sequences_as_tokens():
+    """B == T: advantages[b] belongs to row b; broadcasting it along the columns would pass silently."""
+    B = T = 5
+    logprobs = -randn(B, T, seed=140).abs() - 0.5
+    old = logprobs + randn(B, T, seed=141, scale=0.4)
+    ref = logprobs + randn(B, T, seed=142, scale=0.3)
+    adv = torch.tensor([2.0, -1.0, 0.5, -2.0, 1.0])
+    mask = torch.ones(B, T)
+    mask[0, 3:] = 0
+    check.close(rl.grpo_loss(logprobs, old, ref, adv, mask, clip_eps=0.2, beta=0.04),
+                grpo_oracle(logprobs, old, ref, adv, mask, 0.2, 0.04), hint="advantage_broadcast")
+
+
+@pytest.mark.points(1)
+def test_grpo_kl_term_is_k3_towards_the_reference():
+    """Zero advantages: the loss is beta times the per-sequence mean of k3 with r = ref - logprobs."""
+    logprobs = -randn(3, 4, seed=150).abs()
+    ref = logprobs + randn(3, 4, seed=151)
+    adv, mask = torch.zeros(3), torch.ones(3, 4)
+    check.close(rl.grpo_loss(logprobs, logprobs, ref, adv, mask, clip_eps=0.2, beta=1.0),
+                grpo_oracle(logprobs, logprobs, ref, adv, mask, 0.2, 1.0), hint="kl_sign")
+
+
+@pytest.mark.points(1)
+def test_losses_keep_float64():
+    logprobs, old, adv, mask = ppo_inputs(160)
+    lp, od, ad = logprobs.double(), old.double(), adv.double()
+    ref = lp + randn(4, 6, seed=161, scale=0.3, dtype=torch.float64)
+    outs = [rl.ppo_policy_loss(lp, od, ad, mask), rl.ppo_value_loss(lp, od, ad, mask),
+            rl.kl_penalty(lp, ref, kind="k3"), rl.grpo_advantages(ad),
+            rl.grpo_loss(lp, od, ref, ad[:, 0], mask)]
+    dtypes = [str(o.dtype) for o in outs]
+    check.equal(dtypes, ["torch.float64"] * 5, hint="dtype_changed",
+                what="dtypes of ppo_policy_loss, ppo_value_loss, kl_penalty, grpo_advantages, grpo_loss")

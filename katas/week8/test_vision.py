@@ -63,10 +63,10 @@ def test_each_patch_holds_only_its_own_pixels():
 
 
 @pytest.mark.points(1)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
 def test_patchify_keeps_dtype(dtype):
-    images = randn(1, 3, 8, 8, seed=2, dtype=dtype)
-    check.close(vision.patchify(images, 4), conv_patches(images.double(), 4).to(dtype))
+    images = randn(1, 3, 8, 12, seed=2, dtype=dtype)
+    check.close(vision.patchify(images, 4), conv_patches(images.double(), 4).to(dtype), hint="patch_dtype")
 
 
 @pytest.mark.points(1)
@@ -228,3 +228,55 @@ def test_losses_are_symmetric_in_images_and_texts(loss):
     forward, swapped = fn(img, txt, *args), fn(txt, img, *args)  # both student calls: outside the check
     check.close(forward, swapped, what=f"{loss}_loss(images, texts) vs (texts, images)",
                 hint="clip_one_direction" if loss == "clip" else "siglip_labels")
+
+
+# --- extreme scales, square shapes, every argument ------------------------------------------
+
+
+def anti_matched(B, D, seed, dtype):
+    """Unit image rows and texts pointing AWAY from their image (cosine about -1 on the diagonal):
+    at a large scale every matching pair's probability underflows (inputs only)."""
+    img = unit_rows(B, D, seed=seed)
+    txt = F.normalize(-img + 0.1 * randn(B, D, seed=seed + 1, dtype=torch.float64), dim=-1)
+    return img.to(dtype), txt.to(dtype)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype,scale", [(torch.float32, 1e4), (torch.float64, 1e4), (torch.bfloat16, 100.0)])
+def test_clip_loss_at_a_large_logit_scale(dtype, scale):
+    """exp(logit_scale) = 1e4 (100 in bfloat16, CLIP's own clamp): log(softmax(.)) of the matching
+    pairs is log(0) = -inf there; cross-entropy (log-softmax) stays finite."""
+    img, txt = anti_matched(5, 8, seed=20, dtype=dtype)
+    logit_scale = torch.tensor(math.log(scale), dtype=dtype)
+    check.close(vision.clip_loss(img, txt, logit_scale),
+                clip_oracle(img.double(), txt.double(), logit_scale.double()).to(dtype),
+                hint="clip_unstable_softmax", check_dtype=False)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype,t,b", [(torch.float32, 1e3, 0.0), (torch.float64, 1e3, 0.0),
+                                       (torch.float64, 10.0, -1e3), (torch.bfloat16, 100.0, -10.0)])
+def test_siglip_loss_at_large_temperatures_and_biases(dtype, t, b):
+    """Logits of -1e3 (-110 in bfloat16) on the matching pairs: log(sigmoid(.)) is -inf there."""
+    img, txt = anti_matched(4, 6, seed=22, dtype=dtype)
+    check.close(vision.siglip_loss(img, txt, t, b), siglip_oracle(img.double(), txt.double(), t, b).to(dtype),
+                hint="siglip_logsigmoid", check_dtype=False)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("b", [3.0, -3.0])
+def test_siglip_uses_the_bias(b):
+    img, txt = unit_rows(4, 5, seed=24), unit_rows(4, 5, seed=25)
+    check.close(vision.siglip_loss(img, txt, 5.0, b), siglip_oracle(img, txt, 5.0, b), hint="siglip_bias")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("loss", ["clip", "siglip"])
+def test_losses_with_as_many_pairs_as_dimensions(loss):
+    """B == D: img @ txt (no transpose) runs without error here, and is wrong."""
+    img, txt = randn(4, 4, seed=26, dtype=torch.float64), randn(4, 4, seed=27, dtype=torch.float64)
+    if loss == "clip":
+        check.close(vision.clip_loss(img, txt, 1.0), clip_oracle(img, txt, 1.0), hint="similarity_transpose")
+    else:
+        check.close(vision.siglip_loss(img, txt, 4.0, -1.0), siglip_oracle(img, txt, 4.0, -1.0),
+                    hint="similarity_transpose")
