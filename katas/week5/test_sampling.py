@@ -25,6 +25,7 @@ from transformers.generation.logits_process import (
 )
 
 from graders import check, oracle, student
+from graders.testing import hinted
 
 sampling = student("week5.sampling")
 
@@ -439,3 +440,174 @@ def test_speculative_sampling_follows_the_target(k, temperature):
     mean_rate = sum(rates) / n
     check.that(0.05 < mean_rate < 0.95, f"mean acceptance rate {mean_rate:.3f}: with this draft some, but not all, "
                f"proposals should be accepted", hint="acceptance_rate")
+
+
+# --- the stated bounds, every dtype, extreme magnitudes -----------------------------------
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("temperature", [0.0, -0.5])
+def test_temperature_must_be_positive(temperature):
+    x = logits_batch(2, 5, seed=20)
+    with check.raises(ValueError, hint="temperature_positive"):
+        sampling.apply_temperature(x, temperature)
+
+
+# Per dtype: the spacing between a row's logits near +-1e4 (a multiple of the dtype's ulp there,
+# so every logit is exact and distinct) and, for `sample`, the temperature that brings those
+# gaps back to 1 (so the distribution is not one-hot).
+STEP = {torch.float64: 0.5, torch.float32: 0.5, torch.float16: 8.0, torch.bfloat16: 64.0}
+
+
+def permuted_rows(shifts, vocab, step, seed, dtype):
+    """One row per shift: shift + step * (a permutation of 0..V-1, centred): distinct, exact in dtype."""
+    g = torch.Generator().manual_seed(seed)
+    rows = [shift + step * (torch.randperm(vocab, generator=g).double() - vocab // 2) for shift in shifts]
+    return torch.stack(rows).to(dtype)
+
+
+def in_dtype(warper, x, dtype):
+    """transformers' warper on the exact float64 values of x, back in x's dtype (only through oracle(...))."""
+    return warped(warper, x.double()).to(dtype)
+
+
+def dtype_or(out, dtype, hint):
+    """`dtype_changed` when the student's output is not in the input's dtype, else `hint` (only through oracle(...))."""
+    return "dtype_changed" if getattr(out, "dtype", dtype) != dtype else hint
+
+
+def penalised_rows(x, ids, frequency, presence):
+    """OpenAI's penalties on 2-D rows, computed in float64 and rounded once (only through oracle(...))."""
+    return penalised(x.double()[None], ids[None], frequency, presence)[0].to(x.dtype)
+
+
+def top_p_margin(x):
+    """Distance of p = 0.5 and p = 0.9 from every cumulative mass of x's rows (float64)."""
+    probs = torch.softmax(x.double(), dim=-1).sort(dim=-1, descending=True).values
+    cumulative = probs.cumsum(-1)
+    return min(float((cumulative - p).abs().min()) for p in (0.5, 0.9))
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64],
+                         ids=lambda d: str(d).removeprefix("torch."))
+def test_filters_keep_the_dtype_and_survive_logits_of_1e4(dtype):
+    # Rows: moderate logits, logits near +1e4 (exp overflows), logits near -1e4 (a row that is
+    # all very negative: exp underflows to 0/0). The filters that take a softmax must stay
+    # exact there, and every function returns the input's dtype with kept values unchanged.
+    x = torch.cat([permuted_rows([0.0], 9, 0.5, 21, dtype), permuted_rows([1e4, -1e4], 9, STEP[dtype], 22, dtype)])
+    ids = torch.randint(0, 9, (3, 6), generator=torch.Generator().manual_seed(23))
+    assert top_p_margin(x) > 0.02  # the kept sets do not hinge on the dtype's rounding of the masses
+    out = sampling.apply_temperature(x, 0.5)
+    check.close(out, x.double().div(0.5).to(dtype), hint=oracle(dtype_or, out, dtype, "dtype_changed"),
+                what="apply_temperature(x, 0.5)")
+    out = sampling.top_k_filter(x, 3)
+    check.equal(out, oracle(in_dtype, TopKLogitsWarper(3), x, dtype), hint=oracle(dtype_or, out, dtype, "top_k_ties"),
+                what="top_k_filter(x, 3)")
+    for p in (0.5, 0.9):
+        out = sampling.top_p_filter(x, p)
+        check.equal(out, oracle(in_dtype, TopPLogitsWarper(p), x, dtype),
+                    hint=oracle(dtype_or, out, dtype, "unstable_softmax"), what=f"top_p_filter(x, {p})")
+    out = sampling.min_p_filter(x, 0.3)
+    check.equal(out, oracle(in_dtype, MinPLogitsWarper(0.3), x, dtype),
+                hint=oracle(dtype_or, out, dtype, "unstable_softmax"), what="min_p_filter(x, 0.3)")
+    out = sampling.repetition_penalty(x, ids, 2.0)  # halving and doubling are exact in every dtype
+    check.close(out, oracle(lambda: RepetitionPenaltyLogitsProcessor(2.0)(ids, x.double()).to(dtype)),
+                hint=oracle(dtype_or, out, dtype, "repetition_negative"), what="repetition_penalty(x, ids, 2.0)")
+    out = sampling.frequency_presence_penalty(x, ids, 0.5, 0.25)
+    check.close(out, oracle(penalised_rows, x, ids, 0.5, 0.25), hint=oracle(dtype_or, out, dtype, "frequency_presence"),
+                what="frequency_presence_penalty(x, ids, 0.5, 0.25)")
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64],
+                         ids=lambda d: str(d).removeprefix("torch."))
+def test_sample_survives_logits_of_1e4(dtype):
+    # Logits near +1e4 and near -1e4 whose gaps the temperature brings back to 1: the draws
+    # must follow softmax(logits / T) (a softmax without the max subtracted gives nan there).
+    step = STEP[dtype]
+    x = permuted_rows([1e4, -1e4], 5, step, 24, dtype)
+    expected = oracle(lambda: torch.softmax(x.double() / step, dim=-1))
+    n = 2000
+    draws = hinted("unstable_softmax", sampling.sample, x[:, None, :].expand(2, n, 5), temperature=step,
+                   generator=torch.Generator().manual_seed(25))
+    for row in range(2):
+        counts = torch.bincount(draws[row].reshape(-1), minlength=5)
+        p_value = oracle(chi_square_p_value, counts, expected[row])
+        check.that(p_value > P_VALUE_FLOOR,
+                   f"logits near {x[row, 0].item():.0f} ({dtype}): sampled frequencies {(counts / n).tolist()} do not "
+                   f"follow softmax(logits / {step}) (chi-square p-value {p_value:.2g})",
+                   hint="unstable_softmax", about=draws)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32],
+                         ids=lambda d: str(d).removeprefix("torch."))
+def test_sample_near_zero_temperature_is_greedy(dtype):
+    # Temperature 1e-3, near its bound: logits / T reach ~5e3, and the argmax gap is >= 0.1,
+    # so every other token has probability below exp(-100).
+    x = permuted_rows([0.0] * 6, 8, 0.25, 26, dtype)
+    draws = hinted("unstable_softmax", sampling.sample, x, temperature=1e-3, generator=torch.Generator().manual_seed(27))
+    check.equal(draws, x.argmax(-1), what="sample(x, temperature=1e-3)", hint="unstable_softmax")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("filters", [dict(top_k=2), dict(top_p=0.5), dict(min_p=0.5)], ids=lambda f: next(iter(f)))
+def test_sample_applies_every_filter_it_is_given(filters):
+    # At temperature 1 each of these filters keeps only tokens 0 and 1 (probabilities
+    # 0.46, 0.28, 0.17, 0.06, 0.02); without it, 300 draws would hit tokens 2-4 ~77 times.
+    logits = torch.tensor([[2.0, 1.5, 1.0, 0.0, -1.0]])
+    draws = sampling.sample(logits.expand(300, 5), generator=torch.Generator().manual_seed(28), **filters)
+    check.that(bool((draws < 2).all()), f"{filters} keeps only tokens 0 and 1 of softmax([2, 1.5, 1, 0, -1]), but "
+               f"the sampler drew {sorted(set(draws.tolist()))}", hint="sample_filter_ignored", about=draws)
+
+
+@pytest.mark.points(1)
+def test_sample_draws_with_the_given_generator():
+    # 64 rows: two different seeds agree on every row with probability < 1e-30.
+    logits = logits_batch(64, 9, seed=29)
+    a = sampling.sample(logits, generator=torch.Generator().manual_seed(30))
+    b = sampling.sample(logits, generator=torch.Generator().manual_seed(30))
+    c = sampling.sample(logits, generator=torch.Generator().manual_seed(31))
+    check.equal(a, b, what="two draws with identically seeded generators", hint="generator_ignored")
+    check.that(not bool((a == c).all()), "generators seeded differently gave identical draws on all 64 rows: "
+               "is `generator` passed to torch.multinomial?", hint="generator_ignored", about=c)
+
+
+def greedy_acceptance_rate(target, draft, prompt, n, k):
+    """Speculative decoding at temperature 0 on bigram models, by the stub's rules: the
+    acceptance rate (only through oracle(...))."""
+    ids, start = prompt[0].tolist(), prompt.shape[1]
+    proposed = accepted = 0
+    while len(ids) - start < n:
+        props = []
+        for _ in range(min(k, n - (len(ids) - start))):
+            props.append(int(draft.logits[(ids + props)[-1]].argmax()))
+        new = []
+        for token in props:
+            proposed += 1
+            want = int(target.logits[(ids + new)[-1]].argmax())
+            new.append(want)
+            if token != want:
+                break
+            accepted += 1
+        else:
+            new.append(int(target.logits[(ids + new)[-1]].argmax()))
+        ids += new
+    return accepted / proposed
+
+
+# Greedy paths: the target cycles 0 -> 1 -> 2 -> 3 -> 0; the draft agrees except after 3.
+TARGET_CYCLE = Bigram([[0.1, 0.5, 0.3, 0.1], [0.2, 0.1, 0.6, 0.1], [0.1, 0.2, 0.3, 0.4], [0.45, 0.25, 0.2, 0.1]])
+DRAFT_CYCLE = Bigram([[0.2, 0.4, 0.3, 0.1], [0.1, 0.2, 0.5, 0.2], [0.2, 0.1, 0.2, 0.5], [0.1, 0.6, 0.2, 0.1]])
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("k,n", [(2, 5), (3, 7), (5, 7)])
+def test_speculative_greedy_acceptance_rate(k, n):
+    # The draft proposes min(k, tokens still to generate) tokens per round: the last round
+    # proposes fewer, and the acceptance rate counts every proposal.
+    prompt = torch.tensor([[2, 0]])
+    _, rate = sampling.speculative_decode(TARGET_CYCLE, DRAFT_CYCLE, prompt, n, k=k, temperature=0.0)
+    check.close(rate, oracle(greedy_acceptance_rate, TARGET_CYCLE, DRAFT_CYCLE, prompt, n, k), what="acceptance rate",
+                hint="speculative_draft_length")

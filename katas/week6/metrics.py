@@ -25,6 +25,8 @@ def sequence_logprob(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Ten
     Position 0 never counts (nothing predicts it) and the logits at T-1 are unused.
     Where mask is False the label may be anything, including -100: never index with it.
     Compute log_softmax in float32 at least (float64 stays float64); sum, do not average.
+    The result is in that precision too: float32 for float16/bfloat16/float32 logits
+    (casting the sums back to half precision would round away what float32 kept).
 
     Worked example (T = 3): out[b] = logp(logits[b,0])[labels[b,1]] * mask[b,1]
                                    + logp(logits[b,1])[labels[b,2]] * mask[b,2].

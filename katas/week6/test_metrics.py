@@ -183,7 +183,7 @@ def test_acc_norm_divides_by_byte_length(seed):
 
 @pytest.mark.points(1)
 def test_mcqa_rejects_mismatched_gold():
-    with check.raises(ValueError):
+    with check.raises(ValueError, hint="mcqa_validation"):
         metrics.mcqa_accuracy([[-1.0, -2.0], [-3.0, -1.0]], [0])
 
 
@@ -358,3 +358,127 @@ def test_bradley_terry_recovers_known_strengths():
     got = metrics.bradley_terry(games)
     check.close(log_strengths(got, names), truth - truth.mean(), rtol=0.0, atol=0.3,
                 reason="a fit to simulated games; see the docstring", hint="bt_orientation")
+
+
+# --- half precision, extreme magnitudes, 0/1 masks ------------------------------------------
+
+
+def dtype_or(out, dtype, hint):
+    """`half_precision` when the student's result is not in `dtype`, else `hint` (only through oracle(...))."""
+    return "half_precision" if getattr(out, "dtype", dtype) != dtype else hint
+
+
+def perplexity_oracle(logits, labels, mask):
+    """exp(-(sum of counted log-probs) / (number of counted tokens)), in float64 (only through oracle(...))."""
+    return torch.exp(-token_logprob_oracle(logits.double(), labels, mask).sum() / mask[:, 1:].sum())
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=lambda d: str(d).removeprefix("torch."))
+def test_half_precision_logits_are_computed_in_float32(dtype):
+    # float16/bfloat16 logits are exact in float32: a float32 log_softmax agrees with float64 to
+    # ~1e-7, while a half-precision log_softmax (or sum) is off by ~1e-3.
+    logits, labels, mask = random_batch(7, B=4, T=10, V=13, dtype=dtype)
+    out = metrics.sequence_logprob(logits, labels, mask)
+    check.close(out, oracle(lambda: token_logprob_oracle(logits.double(), labels, mask).float()),
+                hint=oracle(dtype_or, out, torch.float32, "half_precision"), what=f"sequence_logprob of {dtype} logits")
+    ppl = metrics.perplexity(logits, labels, mask)
+    check.close(ppl, oracle(lambda: perplexity_oracle(logits, labels, mask).float()),
+                hint=oracle(dtype_or, ppl, torch.float32, "half_precision"), what=f"perplexity of {dtype} logits")
+
+
+# Logits of +-1e4 and beyond: per dtype, the spread of a batch row (the probability of most
+# tokens underflows to 0, so log(softmax) gives -inf) and the dtype the sums come back in.
+SPREAD = {torch.float16: 100.0, torch.bfloat16: 100.0, torch.float32: 3e3, torch.float64: 3e3}
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64],
+                         ids=lambda d: str(d).removeprefix("torch."))
+def test_sequence_logprob_of_extreme_logits(dtype):
+    # Rows: logits spread by thousands (hundreds in half precision), the same near +1e4, and
+    # near -1e4 (a row that is all very negative).
+    _, labels, mask = random_batch(8, B=3, T=8, V=10)
+    logits = (randn(3, 8, 10, seed=9, dtype=torch.float64, scale=SPREAD[dtype])
+              + torch.tensor([0.0, 1e4, -1e4], dtype=torch.float64)[:, None, None]).to(dtype)
+    out_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    out = metrics.sequence_logprob(logits, labels, mask)
+    check.close(out, oracle(lambda: token_logprob_oracle(logits.double(), labels, mask).to(out_dtype)),
+                hint=oracle(dtype_or, out, out_dtype, "log_of_softmax"), what=f"sequence_logprob of {dtype} logits near 1e4")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("shift", [1e4, -1e4])
+def test_perplexity_of_logits_near_1e4(shift):
+    logits, labels, mask = random_batch(10, dtype=torch.float32)
+    logits = logits + shift  # perplexity does not change; exp(logits) overflows or underflows
+    check.close(metrics.perplexity(logits, labels, mask), oracle(lambda: perplexity_oracle(logits, labels, mask).float()),
+                hint="log_of_softmax")
+
+
+@pytest.mark.points(1)
+def test_mask_may_be_zeros_and_ones():
+    logits, labels, mask = random_batch(11)
+    labels = labels.masked_fill(~mask, -100)
+    ones = mask.long()  # the stub: "bool (or 0/1)"
+    out = hinted("mask_not_bool", metrics.sequence_logprob, logits, labels, ones)
+    check.close(out, token_logprob_oracle(logits, labels.clamp(min=0), mask), hint="mask_not_bool")
+    ppl = hinted("mask_not_bool", metrics.perplexity, logits, labels, ones)
+    check.close(ppl, oracle(perplexity_oracle, logits, labels.clamp(min=0), mask), hint="mask_not_bool")
+
+
+# --- the stated rules of mcqa, SQuAD, pass@k and Bradley-Terry --------------------------------
+
+
+@pytest.mark.points(1)
+def test_mcqa_ties_go_to_the_lowest_index():
+    # Every question has tied best choices and its gold is the first of them.
+    logprobs = [[-1.0, -1.0, -2.0], [-3.0, -0.5, -0.5], [-2.0, -4.0], [-9.0, -3.0, -6.0]]
+    gold = [0, 1, 0, 0]
+    check.close(metrics.mcqa_accuracy(logprobs, gold), 0.75, what="acc with tied log-likelihoods", hint="mcqa_ties")
+    lengths = [[2, 2, 1], [3, 1, 1], [1, 2], [3, 1, 2]]  # acc_norm: -2, -3, -3 ties in the last two
+    check.close(metrics.mcqa_accuracy(logprobs, gold, lengths), 1.0, what="acc_norm with tied normalised scores",
+                hint="mcqa_ties")
+
+
+@pytest.mark.points(1)
+def test_mcqa_rejects_no_questions():
+    with check.raises(ValueError, hint="mcqa_validation"):
+        hinted("mcqa_validation", metrics.mcqa_accuracy, [], [])
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("pred,gold,match", [
+    ("the-end", "end", False),     # punctuation is deleted before articles: "theend" keeps its "the"
+    ("an-ode", "ode", False),
+    ("The-End!", "theend", True),
+])
+def test_qem_deletes_punctuation_before_removing_articles(pred, gold, match):
+    check.equal(metrics.quasi_exact_match(pred, gold), match, what=f"quasi_exact_match({pred!r}, {gold!r})",
+                hint="squad_normalisation")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("n,c,k", [(5, 2, 0), (5, 6, 2), (5, -1, 2), (5, 2, 6), (0, 0, 1)])
+def test_pass_at_k_rejects_invalid_arguments(n, c, k):
+    with check.raises(ValueError, hint="pass_at_k_validation"):
+        hinted("pass_at_k_validation", metrics.pass_at_k, n, c, k)
+
+
+@pytest.mark.points(1)
+def test_pass_at_k_grows_with_k():
+    for k in range(1, 11):
+        check.close(metrics.pass_at_k(10, 2, k), exact_pass_at_k(10, 2, k), what=f"pass_at_k(10, 2, {k})",
+                    hint="pass_at_k_k")
+
+
+@pytest.mark.points(1)
+def test_bradley_terry_runs_the_given_number_of_iterations():
+    # One MM update from any starting point is far from the fit that 100 updates reach.
+    games = simulate(13, STRENGTHS, 300)
+    one = metrics.bradley_terry(games, iterations=1)
+    full = metrics.bradley_terry(games, iterations=100)
+    check.equal(sorted(one), sorted(full), what="players")
+    gap = max(abs(math.log(one[p]) - math.log(full[p])) for p in sorted(full))
+    check.that(gap > 1e-6, f"bradley_terry(games, iterations=1) equals the 100-iteration fit (largest log gap "
+               f"{gap:.2g}): `iterations` must set the number of MM updates", hint="bt_iterations")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from graders import check, fixtures, in_one_crossing, oracle, student, unwrap
-from graders.testing import randn
+from graders.testing import hinted, randn
 
 dpo = student("week7.dpo")
 
@@ -261,3 +261,122 @@ def test_one_dpo_step_raises_the_chosen_margin():
     before, after = in_one_crossing(dpo, _one_dpo_step)
     check.that(after > before + 0.1, f"one DPO step should raise log pi(chosen) - log pi(rejected): "
                f"{before:.4f} -> {after:.4f}", hint="sign_flipped")
+
+
+# --- dtypes, extreme magnitudes, the stated rules ------------------------------------------
+
+
+def dtype_or(out, dtype, hint):
+    """`dtype_changed` when the student's result is not in `dtype`, else `hint` (only through oracle(...))."""
+    return "dtype_changed" if getattr(out, "dtype", dtype) != dtype else hint
+
+
+def fresh_batch(seed, B=3, T=8, V=10, p_mask=0.4):
+    """labels [B, T] and a mask [B, T] with mask[:, -1] set (no row without a counted token)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, V, (B, T), generator=g)
+    mask = torch.rand(B, T, generator=g) > p_mask
+    mask[:, -1] = True
+    return labels, mask
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=lambda d: str(d).removeprefix("torch."))
+def test_sequence_logps_keeps_the_logits_dtype(dtype):
+    labels, mask = fresh_batch(100)
+    logits = randn(3, 8, 10, seed=101, dtype=dtype, scale=2.0)
+    out = dpo.sequence_logps(logits, labels, mask)
+    check.close(out, loop_logps(logits, labels, mask), hint=oracle(dtype_or, out, dtype, "no_shift"),
+                what=f"sequence_logps of {dtype} logits")
+
+
+# Logits of +-1e4 and beyond: per dtype, the spread of a row (most probabilities underflow to
+# 0, so log(softmax) gives -inf); kept to hundreds in half precision so that sums stay in range.
+SPREAD = {torch.float16: 100.0, torch.bfloat16: 100.0, torch.float32: 3e3, torch.float64: 3e3}
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64],
+                         ids=lambda d: str(d).removeprefix("torch."))
+def test_sequence_logps_of_extreme_logits(dtype):
+    # Rows: a wide spread, the same near +1e4, and near -1e4 (a row that is all very negative).
+    labels, mask = fresh_batch(102)
+    logits = (randn(3, 8, 10, seed=103, dtype=torch.float64, scale=SPREAD[dtype])
+              + torch.tensor([0.0, 1e4, -1e4], dtype=torch.float64)[:, None, None]).to(dtype)
+    out = dpo.sequence_logps(logits, labels, mask)
+    check.close(out, loop_logps(logits, labels, mask), hint=oracle(dtype_or, out, dtype, "log_of_softmax"),
+                what=f"sequence_logps of {dtype} logits near 1e4")
+
+
+@pytest.mark.points(1)
+def test_sequence_logps_mask_may_be_zeros_and_ones():
+    labels, mask = fresh_batch(104)
+    logits = randn(3, 8, 10, seed=105, scale=2.0)
+    out = hinted("mask_not_bool", dpo.sequence_logps, logits, labels, mask.long())  # "bool (or 0/1)"
+    check.close(out, loop_logps(logits, labels, mask), hint="mask_not_bool")
+
+
+@pytest.mark.points(1)
+def test_sequence_logps_never_indexes_with_minus_100():
+    labels, mask = fresh_batch(106)
+    logits = randn(3, 8, 10, seed=107, scale=2.0)
+    ignored = labels.masked_fill(~mask, -100)
+    out = hinted("ignore_index", dpo.sequence_logps, logits, ignored, mask)
+    check.close(out, loop_logps(logits, labels, mask), hint="ignore_index")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("eps", [0.1, 0.4])
+def test_label_smoothing_mixes_in_the_flipped_loss(eps):
+    pc, pr, rc, rr = logps_batch(seed=110, scale=2.0)
+    loss, _, _ = dpo.dpo_loss(pc, pr, rc, rr, beta=0.5, label_smoothing=eps)
+    check.close(loss, dpo_oracle(pc, pr, rc, rr, 0.5, eps), what=f"loss with label_smoothing={eps}",
+                hint="label_smoothing_ignored")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=lambda d: str(d).removeprefix("torch."))
+def test_dpo_loss_is_finite_for_huge_margins_both_ways(dtype):
+    # beta * z = -2495 and +2495: both log-sigmoid terms of the smoothed loss meet an argument
+    # whose sigmoid underflows to 0 (in float64 too).
+    pc, pr, rc, rr = (torch.tensor(v, dtype=dtype) for v in ([-5000.0, -10.0], [-10.0, -5000.0], [-10.0, -10.0],
+                                                              [-10.0, -10.0]))
+    loss, _, _ = dpo.dpo_loss(pc, pr, rc, rr, beta=0.5, label_smoothing=0.1)
+    check.close(loss, dpo_oracle(pc, pr, rc, rr, 0.5, 0.1), hint="unstable_logsigmoid")
+
+
+def ipo_policy_gradients(pc, pr, rc, rr, beta):
+    """d(weight * IPO loss) / d(policy log-probs), with with_grad's fixed weight (only through oracle(...))."""
+    want = [t.detach().clone().requires_grad_(True) for t in (pc, pr)]
+    z = (want[0] - rc.detach()) - (want[1] - rr.detach())
+    loss = ((z - 1 / (2 * beta)) ** 2).mean()
+    weight = torch.randn(loss.shape, generator=torch.Generator().manual_seed(0), dtype=loss.dtype)
+    return torch.autograd.grad((loss * weight).sum(), want)
+
+
+@pytest.mark.points(1)
+def test_ipo_gradients_flow_only_into_the_policy():
+    pc, pr, rc, rr = logps_batch(seed=111, scale=2.0, requires_grad=True)
+    got = list(dpo.ipo_loss.with_grad(pc, pr, rc, rr, beta=0.2).inputs.values())
+    check.equal(len(got), 4, what="number of log-prob inputs given to ipo_loss")
+    grads = oracle(ipo_policy_gradients, pc, pr, rc, rr, 0.2)
+    check.close(got[0], grads[0], what="d loss / d policy_chosen_logps", hint="sign_flipped")
+    check.close(got[1], grads[1], what="d loss / d policy_rejected_logps", hint="sign_flipped")
+    for name, g in (("ref_chosen_logps", got[2]), ("ref_rejected_logps", got[3])):
+        check.that(g is None or not bool(g.any()),
+                   f"{name} received a gradient: the reference is a constant (detach it)",
+                   hint="rewards_not_detached")
+
+
+@pytest.mark.points(1)
+def test_simpo_normalises_by_length_and_uses_gamma_as_it_is():
+    pc, pr, _, _ = logps_batch(seed=112)
+    lc = torch.tensor([4.0, 15.0, 2.0, 25.0])
+    lr = torch.tensor([11.0, 3.0, 6.0, 9.0])
+    check.close(dpo.simpo_loss(pc, pr, lc, lr, beta=2.0, gamma=0.0),
+                -F.logsigmoid(2.0 * pc / lc - 2.0 * pr / lr).mean(), what="simpo_loss(gamma=0) with lengths",
+                hint="simpo_length_normalisation")
+    ones = torch.ones(4)
+    check.close(dpo.simpo_loss(pc * 0.05, pr * 0.05, ones, ones, beta=4.0, gamma=2.0),
+                -F.logsigmoid(4.0 * pc * 0.05 - 4.0 * pr * 0.05 - 2.0).mean(), what="simpo_loss(beta=4, gamma=2)",
+                hint="simpo_gamma")
