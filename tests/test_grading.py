@@ -152,9 +152,13 @@ def test_attack_earns_nothing_it_did_not_deserve(graded, name):
     target = expect.get("kata", "week1/bpe" if spec.get("only") == "week1" else "week2/attention")
     score, possible = _earned(report, target)
     assert possible > 0, f"{name}: no {target} tests were graded: {report['katas']}"
-    if "week2_attention" in expect:  # exactly what its honest functions earn
-        assert score == expect["week2_attention"], f"{name}: {score} points, expected {expect['week2_attention']}"
-    ceiling = expect.get("earns_at_most", {}).get(target, expect.get("week2_attention", 0))
+    honest = None
+    if "honest_tests" in expect:  # exactly what its honest functions earn: every point of the tests
+        # that reach only them (names starting with these prefixes), as the grader scored them
+        honest = sum(t["max_score"] for t in report["tests"] if t["kata"] == target
+                     and t["name"].split("::")[-1].startswith(tuple(expect["honest_tests"])))
+        assert honest > 0 and score == honest, f"{name}: {score} points, expected {honest}"
+    ceiling = expect.get("earns_at_most", {}).get(target, honest or 0)
     assert score <= ceiling, f"{name} earned {score} points in {target} (at most {ceiling}): " + json.dumps(
         [t["name"] for t in report["tests"] if t["score"] > 0 and t["kata"] == target][:5])
     by_name = {t["name"].split("::")[-1]: t for t in report["tests"]}
