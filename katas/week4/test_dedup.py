@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from graders import check, fixtures, oracle, student
+from graders.testing import hinted
 
 dedup = student("week4.dedup")
 
@@ -61,6 +62,24 @@ def test_shingles_worked_example_and_default_n():
     check.equal(sorted(got), sorted(ngrams("the cat sat on the mat today".split(), 5)), hint="no_normalisation")
 
 
+@pytest.mark.points(1)
+@pytest.mark.parametrize("text,n", [("Just three  WORDS", 5), ("one", 2), ("a b c d", 5), ("a b c d e", 5),
+                                    ("", 3), (" \t\n ", 1)])
+def test_shingles_of_a_short_or_empty_text(text, n):
+    # fewer than n words (but at least one): one shingle of all of them; no words: the empty set
+    got = dedup.shingles(text, n)
+    check.equal(sorted(got), sorted(ngrams(text.lower().split(), n)), what=f"shingles({text!r}, n={n})",
+                hint="short_text")
+
+
+@pytest.mark.points(1)
+def test_shingles_keep_punctuation_attached():
+    text = "Hello, World! It's 3.5 o'clock -- (really)."
+    got = dedup.shingles(text, 2)
+    check.equal(sorted(got), sorted(ngrams(text.lower().split(), 2)), what="shingles of a text with punctuation",
+                hint="punctuation")
+
+
 # --- signatures --------------------------------------------------------------------------
 
 
@@ -71,8 +90,20 @@ def test_signature_matches_the_fixed_hash_family(case):
     sig = dedup.minhash_signature(set(data["shingles"]), num_perm=data["num_perm"], seed=data["seed"])
     check.that(isinstance(sig, np.ndarray) and sig.dtype == np.uint64 and sig.shape == (data["num_perm"],),
                f"the signature should be a uint64 ndarray of shape ({data['num_perm']},), got "
-               f"{type(sig).__name__} {getattr(sig, 'dtype', '')} {getattr(sig, 'shape', '')}", about=sig)
+               f"{type(sig).__name__} {getattr(sig, 'dtype', '')} {getattr(sig, 'shape', '')}", about=sig,
+               hint="signature_type")
     check.equal([int(v) for v in sig], data["signature"], what="signature", hint="python_hash")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("num_perm", [1, 16])
+def test_signature_of_the_empty_set(num_perm):
+    sig = dedup.minhash_signature(set(), num_perm=num_perm, seed=0)
+    check.that(isinstance(sig, np.ndarray) and sig.dtype == np.uint64 and sig.shape == (num_perm,),
+               f"the signature should be a uint64 ndarray of shape ({num_perm},), got "
+               f"{type(sig).__name__} {getattr(sig, 'dtype', '')} {getattr(sig, 'shape', '')}", about=sig,
+               hint="signature_type")
+    check.equal([int(v) for v in sig], [2**64 - 1] * num_perm, what="signature of the empty set", hint="empty_set")
 
 
 @pytest.mark.points(2)
@@ -96,7 +127,7 @@ def test_signature_is_deterministic_and_depends_on_the_seed():
     other = dedup.minhash_signature(shingle_set, 64, 1)
     check.equal([int(v) for v in again], [int(v) for v in first], what="signature computed twice", hint="python_hash")
     check.that(bool((np.asarray(other) != np.asarray(first)).mean() > 0.5),
-               "signatures with seeds 0 and 1 should differ in most positions", hint="python_hash")
+               "signatures with seeds 0 and 1 should differ in most positions", hint="seed_ignored")
 
 
 # --- Jaccard estimates -------------------------------------------------------------------
@@ -108,13 +139,18 @@ def test_estimate_is_the_fraction_of_equal_positions(seed, length):
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 4, length).astype(np.uint64)
     b = rng.integers(0, 4, length).astype(np.uint64)
-    check.close(dedup.estimate_jaccard(a, b), float(np.mean(a == b)), hint="jaccard_estimate")
+    got = dedup.estimate_jaccard(a, b)
+    check.that(isinstance(got, float), f"estimate_jaccard should return a Python float, got {type(got).__name__}",
+               about=got, hint="jaccard_estimate")
+    check.close(got, float(np.mean(a == b)), hint="jaccard_estimate")
 
 
 @pytest.mark.points(1)
-def test_estimate_rejects_different_lengths():
-    with check.raises(ValueError):
-        dedup.estimate_jaccard(np.zeros(8, dtype=np.uint64), np.zeros(16, dtype=np.uint64))
+@pytest.mark.parametrize("lengths", [(8, 16), (1, 8), (8, 1)])
+def test_estimate_rejects_different_lengths(lengths):
+    # (1, 8): numpy would broadcast a length-1 signature against the other instead of failing
+    with check.raises(ValueError, hint="length_check"):
+        dedup.estimate_jaccard(np.zeros(lengths[0], dtype=np.uint64), np.zeros(lengths[1], dtype=np.uint64))
 
 
 def planted_pair(rng, jaccard, total=200):
@@ -185,6 +221,42 @@ def test_lsh_rejects_too_many_bands():
     sigs = [np.zeros(8, dtype=np.uint64), np.ones(8, dtype=np.uint64)]
     with check.raises(ValueError, hint="band_layout"):
         dedup.lsh_candidate_pairs(sigs, 3, 3)
+
+
+@pytest.mark.points(1)
+def test_lsh_bands_may_fill_the_whole_signature():
+    # bands * rows == the signature length is allowed (the bound is inclusive); the last band is sig[8:12]
+    sigs = [np.arange(12, dtype=np.uint64), np.arange(12, dtype=np.uint64), np.arange(12, dtype=np.uint64)]
+    sigs[1][:8] += 100  # 1 agrees with 0 and 2 only on the last band
+    sigs[2][11] += 100  # 2 agrees with 0 on the first two bands
+    got = hinted("band_layout", dedup.lsh_candidate_pairs, sigs, 4, 3)
+    check.equal(sorted_pairs(got), sorted(banded_pairs(sigs, 4, 3)), what="candidate pairs (bands=4, rows=3, length 12)",
+                hint="band_layout")
+
+
+@pytest.mark.points(1)
+def test_lsh_ignores_entries_past_the_last_band():
+    # bands * rows = 6 of 10 entries: signatures that agree only on entries 6..9 are no candidates
+    base = np.arange(10, dtype=np.uint64)
+    tail_only = base.copy()
+    tail_only[:6] += 50
+    first_band = base.copy()
+    first_band[3:] += 70
+    sigs = [base, tail_only, first_band]
+    got = dedup.lsh_candidate_pairs(sigs, 2, 3)
+    check.equal(sorted_pairs(got), sorted(banded_pairs(sigs, 2, 3)), what="candidate pairs (bands=2, rows=3, length 10)",
+                hint="band_layout")
+
+
+@pytest.mark.points(1)
+def test_lsh_pairs_are_ordered_and_plain():
+    rng = np.random.default_rng(12)
+    sigs = [rng.integers(0, 2, 6).astype(np.uint64) for _ in range(9)]
+    got = dedup.lsh_candidate_pairs(sigs, 3, 2)
+    pairs = [tuple(int(v) for v in p) for p in got]
+    check.that(all(len(p) == 2 and p[0] < p[1] for p in pairs), f"every pair should be (i, j) with i < j, got "
+               f"{sorted(p for p in pairs if len(p) != 2 or p[0] >= p[1])[:5]}", hint="pair_order")
+    check.equal(sorted(pairs), sorted(banded_pairs(sigs, 3, 2)), what="candidate pairs", hint="pair_order")
 
 
 def corpus_with_clusters(seed, n_clusters=6, n_singletons=6, n_words=300):
@@ -269,6 +341,71 @@ def test_deduplicate_exact_copies_and_unrelated_docs():
                 what="indices kept", hint="keep_last")
 
 
+def copies_and_near_copies(seed, n_bases=4, n_words=300):
+    """Documents (what the student's code gets): see `copies_and_labels`."""
+    return copies_and_labels(seed, n_bases, n_words)[0]
+
+
+def exact_copy_labels(seed, n_bases=4, n_words=300):
+    """For each document, which exact (normalised) text it is (called only through oracle(...))."""
+    return copies_and_labels(seed, n_bases, n_words)[1]
+
+
+def copies_and_labels(seed, n_bases, n_words):
+    """Bases, copies that differ only in case and spacing (the same shingles: every estimate 1.0), and
+    near copies with 2 words replaced (10 of 296 shingles change: J ~0.935, 6 standard deviations of the
+    estimate above the default threshold 0.8 at num_perm=128, and all 128 positions equal with
+    probability 0.935**128 < 2e-4)."""
+    rng = random.Random(seed)
+    docs, labels = [], []
+    for b in range(n_bases):
+        base = random_words(rng, n_words)
+        docs.append(" ".join(base))
+        labels.append(("base", b))
+        for c in range(2):
+            docs.append(messy(rng, base))
+            labels.append(("base", b))
+            near = list(base)
+            for pos in rng.sample(range(0, n_words, 10), 2):
+                near[pos] = "".join(rng.choice("xyz") for _ in range(9))
+            docs.append(messy(rng, near))
+            labels.append(("near", b, c))
+    order = list(range(len(docs)))
+    rng.shuffle(order)
+    return [docs[i] for i in order], [labels[i] for i in order]
+
+
+@pytest.mark.points(2)
+def test_deduplicate_uses_its_threshold_inclusively():
+    """threshold=1.0: an estimate of exactly 1.0 (identical signatures) reaches it, so exact copies
+    (after normalisation) are dropped and near copies (estimate < 1.0) are kept. With the default
+    threshold 0.8 the near copies would go too."""
+    docs = copies_and_near_copies(seed=13)
+    got = dedup.deduplicate(docs, threshold=1.0)
+    want = oracle(first_of_each_cluster, exact_copy_labels(seed=13))
+    check.equal(len(got), len(want), what="number of documents kept at threshold=1.0 (only exact copies go)",
+                hint=oracle(threshold_mistake, got, want))
+    check.equal(list(got), want, what="indices kept at threshold=1.0", hint="threshold_ignored")
+
+
+def threshold_mistake(got, want):
+    """Too few kept: the threshold was ignored; too many: an estimate equal to it was not dropped
+    (called only through oracle(...))."""
+    return "threshold_inclusive" if len(got) > len(want) else "threshold_ignored"
+
+
+@pytest.mark.points(1)
+def test_deduplicate_compares_five_word_shingles():
+    """The same words in another order share (almost) no 5-word shingle: not duplicates."""
+    rng = random.Random(14)
+    words = random_words(rng, 80)
+    shuffled = list(words)
+    rng.shuffle(shuffled)
+    docs = [" ".join(words), " ".join(shuffled), messy(rng, shuffled), " ".join(random_words(rng, 80))]
+    check.equal(list(dedup.deduplicate(docs, num_perm=64)), [0, 1, 3], what="indices kept (document 1 is document 0's "
+                "words shuffled; document 2 is a copy of document 1)", hint="dedup_shingles")
+
+
 # --- decontamination ---------------------------------------------------------------------
 
 
@@ -319,7 +456,61 @@ def test_ngram_overlap_normalises_like_shingles():
 
 @pytest.mark.points(1)
 def test_ngram_overlap_of_an_empty_doc_is_zero():
-    check.equal(float(dedup.ngram_overlap("  \n", ["some benchmark text"])), 0.0)
+    got = hinted("empty_doc", dedup.ngram_overlap, "  \n", ["some benchmark text"])
+    check.equal(float(got), 0.0, hint="empty_doc")
+
+
+def overlap_by_definition(doc_words, items_words, n):
+    """|doc n-grams & n-grams of any item| / |doc n-grams|, distinct n-grams (only through oracle(...))."""
+    grams = ngrams(doc_words, n)
+    bench = set().union(*(ngrams(words, n) for words in items_words))
+    return len(grams & bench) / len(grams) if grams else 0.0
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("n", [3, 8])
+def test_ngram_overlap_uses_n(n):
+    rng = random.Random(15 + n)
+    items = [random_words(rng, 20, letters="nopqrstuvwxyz") for _ in range(3)]
+    doc = random_words(rng, 30, letters="abcdefghijklm")
+    doc[5:5] = items[0][2:12]    # 10 quoted words: 10 - n + 1 of the doc's n-grams are in item 0
+    doc[30:30] = items[1][0:4]   # 4 quoted words: in item 1 only for n <= 4 (none at the default n = 13)
+    got = dedup.ngram_overlap(" ".join(doc), [" ".join(w) for w in items], n)
+    check.close(got, oracle(overlap_by_definition, doc, items, n), what=f"ngram_overlap(..., n={n})",
+                hint="overlap_definition")
+
+
+@pytest.mark.points(1)
+def test_ngram_overlap_counts_distinct_ngrams():
+    rng = random.Random(17)
+    item = random_words(rng, 15, letters="nopqrstuvwxyz")
+    doc = item + item + item + random_words(rng, 40, letters="abcdefghijklm")  # the quote three times
+    got = dedup.ngram_overlap(" ".join(doc), [" ".join(item)], 5)
+    check.close(got, oracle(overlap_by_definition, doc, [item], 5), what="overlap of a doc that repeats a quote",
+                hint="distinct_ngrams")
+
+
+@pytest.mark.points(1)
+def test_ngram_overlap_never_spans_two_benchmark_items():
+    rng = random.Random(18)
+    items = [random_words(rng, 20, letters="nopqrstuvwxyz") for _ in range(2)]
+    # the end of item 0 followed by the start of item 1: every 13-gram here spans the two items
+    doc = random_words(rng, 30, letters="abcdefghijklm") + items[0][-8:] + items[1][:8]
+    got = dedup.ngram_overlap(" ".join(doc), [" ".join(w) for w in items])
+    check.close(got, oracle(overlap_by_definition, doc, items, 13), what="overlap of n-grams that span two items",
+                hint="grams_span_items")
+
+
+@pytest.mark.points(1)
+def test_ngram_overlap_of_a_short_doc_is_its_one_ngram():
+    # fewer than n words: the doc's only n-gram is all its words (shingles' rule), found in a short item
+    got = [dedup.ngram_overlap(doc, ["Only Five Words Are Here", "something else entirely"], 13)
+           for doc in ("only  five words are HERE", "only five words", "")]
+    check.close(np.array(got, dtype=np.float64),
+                np.array([oracle(overlap_by_definition, d.lower().split(),
+                                 [["only", "five", "words", "are", "here"], ["something", "else", "entirely"]], 13)
+                          for d in ("only  five words are HERE", "only five words", "")]),
+                what="overlap of docs shorter than n", hint="short_text")
 
 
 # --- optional: agreement with datasketch ---------------------------------------------------

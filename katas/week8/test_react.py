@@ -11,7 +11,7 @@ import operator
 import pytest
 from hypothesis import given, strategies as st
 
-from graders import check, student, type_name
+from graders import check, in_one_crossing, oracle, student, type_name, unwrap
 from graders.testing import hinted
 
 react = student("week8.react")
@@ -80,6 +80,97 @@ def test_parse_stops_at_a_hallucinated_observation():
             "Observation: Lyon\nThought: I know it\nFinal Answer: Lyon")
     step = hinted("hallucinated_observation", react.parse_step, text)
     check_action(step, "lookup", "capital of France", "hallucinated_observation")
+
+
+@pytest.mark.points(1)
+def test_parse_the_docstrings_worked_example():
+    step = hinted("parse_case", react.parse_step,
+                  "thought:  add them\nACTION : calculator\naction input: '2+2'\nObservation: 5")
+    check_action(step, "calculator", "2+2", "parse_case", thought="add them")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("text,final", [
+    ("Thought: I could write Action: lookup here, but I will not.\nFinal Answer: 3", True),
+    ("Thought: the last Observation: was empty\nAction: lookup\nAction Input: capital of France", False),
+    ("Thought: sure\nFinal Answer: the key Action: is text here", True),
+])
+def test_parse_keys_count_only_at_the_start_of_a_line(text, final):
+    step = hinted("key_mid_line", react.parse_step, text)
+    if final:
+        check.equal(kind(step), "FinalAnswer", what="parse_step's result type", hint="key_mid_line")
+        check.equal(step.answer, text.split("Final Answer:", 1)[1].strip(), what="FinalAnswer.answer", hint="key_mid_line")
+    else:
+        check_action(step, "lookup", "capital of France", "key_mid_line",
+                     thought="the last Observation: was empty")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("text,answer", [
+    ("Thought: done\nFinal Answer: first line\nsecond line\n\n", "first line\nsecond line"),
+    ("final\tANSWER :   42  ", "42"),
+])
+def test_parse_final_answer_is_its_whole_stripped_value(text, answer):
+    step = hinted("parse_fields", react.parse_step, text)
+    check.equal(kind(step), "FinalAnswer", what="parse_step's result type", hint="parse_case")
+    check.equal(step.answer, answer, what="FinalAnswer.answer", hint="parse_fields")
+
+
+@pytest.mark.points(1)
+def test_parse_takes_the_first_line_of_the_action_and_no_thought_is_empty():
+    step = hinted("parse_fields", react.parse_step, "Action: lookup\nthe table tool\nAction Input: capital of France\n"
+                                                    "more input on a second line")
+    check_action(step, "lookup", "capital of France", "parse_fields", thought="")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("value,expected", [
+    ("\"'quoted'\"", "'quoted'"),     # one pair removed, the inner pair stays
+    ("`2 + 2`", "2 + 2"),
+    ("\"unbalanced'", "\"unbalanced'"),  # no matching pair: unchanged
+    ("'", "'"),
+])
+def test_parse_removes_one_pair_of_quotes(value, expected):
+    step = hinted("quotes", react.parse_step, f"Thought: t\nAction: 'lookup'\nAction Input: {value}")
+    check_action(step, "lookup", expected, "quotes")
+
+
+@pytest.mark.points(1)
+def test_parse_the_first_occurrence_of_a_key_counts():
+    text = ("Thought: first\nThought: second\nAction: lookup\nAction Input: one\n"
+            "Action: multiply\nAction Input: two")
+    check_action(hinted("repeated_keys", react.parse_step, text), "lookup", "one", "repeated_keys", thought="first")
+
+
+def _parse_failure(text):
+    """Glue: what parse_step raises for `text`, as (class names of the exception, its message); None
+    if it returns."""
+    try:
+        unwrap(react.parse_step)(text)
+    except NotImplementedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- any exception is data here
+        return [c.__name__ for c in type(exc).__mro__], str(exc)
+    return None
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("text", [
+    "I think the answer is 42.",
+    "Thought: hmm\nAction: lookup",
+    "Thought: hmm\nAction:\nAction Input: capital of France",
+    "Action: lookup\nAction Input: x\nFinal Answer: Paris",
+])
+def test_parse_raises_parse_error_with_a_message(text):
+    failure = in_one_crossing(react, _parse_failure, text)
+    names, message = failure if failure is not None else (["nothing"], "")
+    check.that(failure is not None, f"parse_step({text!r}) should raise ParseError, but it returned",
+               hint="parse_malformed")
+    check.that("ParseError" in names and "ValueError" in names,
+               f"parse_step({text!r}) should raise ParseError (a ValueError subclass), raised {names[0]}",
+               hint="parse_malformed")
+    check.that(bool(message.strip()), f"the ParseError for {text!r} should say what is wrong (its message is empty)",
+               hint="parse_malformed")
 
 
 @pytest.mark.points(2)
@@ -203,6 +294,19 @@ def test_agent_reports_parse_errors_and_continues():
                "a step that does not parse should come back as 'Observation: Error: ...'", hint="parse_error_recovery")
 
 
+@pytest.mark.points(1)
+def test_agent_cuts_at_an_observation_in_any_case():
+    llm = ScriptedLLM([
+        "Thought: look it up\nAction: lookup\nAction Input: capital of France\n  observation : Lyon\nFinal Answer: Lyon",
+        "Thought: The table says Paris.\nFinal Answer: Paris",
+    ])
+    answer = hinted("hallucinated_observation", react.run_agent, llm, dict(TOOLS), QUESTION)
+    check.equal(answer, "Paris", what="run_agent's answer", hint="hallucinated_observation")
+    check.that(len(llm.prompts) == 2 and "Lyon" not in llm.prompts[1],
+               "everything from the model's own '  observation :' line on must be cut before it goes in the scratchpad",
+               hint="hallucinated_observation")
+
+
 @pytest.mark.points(2)
 def test_agent_ignores_an_observation_written_by_the_model():
     llm = ScriptedLLM([
@@ -214,6 +318,124 @@ def test_agent_ignores_an_observation_written_by_the_model():
     check.that(len(llm.prompts) == 2 and "Observation: Paris" in llm.prompts[1] and "Lyon" not in llm.prompts[1],
                "the tool's observation (Paris) must replace the one the model invented (Lyon)",
                hint="hallucinated_observation")
+
+
+@pytest.mark.points(1)
+def test_agent_keeps_the_steps_in_order():
+    llm = ScriptedLLM([
+        step("Find the capital.", "lookup", "capital of France"),
+        step("Now its population.", "lookup", "population of Paris"),
+        step("Double it.", "multiply", "2161000, 2"),
+        "Thought: I know the answer.\nFinal Answer: 4322000",
+    ])
+    react.run_agent(llm, dict(TOOLS), QUESTION)
+    parts = [llm.responses[0], "Observation: Paris", llm.responses[1], "Observation: 2161000", llm.responses[2],
+             "Observation: 4322000"]
+    problem = oracle(order_problem, llm.prompts, parts)
+    check.that(problem is None, problem, hint="observations_in_prompt")
+
+
+def order_problem(prompts, parts):
+    """None when the last prompt holds `parts` in this order; else what is wrong (only through oracle(...))."""
+    last = prompts[-1] if prompts else ""
+    where = [last.find(p) for p in parts]
+    if -1 in where or where != sorted(where):
+        return (f"the last prompt should hold the steps and observations in the order they happened: "
+                f"{parts} found at {where} (-1: missing)")
+    return None
+
+
+@pytest.mark.points(1)
+def test_agent_calls_the_tool_with_the_parsed_input_and_str_of_its_result():
+    tools = {"echo": lambda text: f"echo<{text}>", "length": lambda text: len(text)}
+    llm = ScriptedLLM([
+        'Thought: echo it\nAction: echo\nAction Input: "2 + 2"   \nthat was the input',
+        "Thought: count it\nAction: length\nAction Input: abcde",
+        "Final Answer: done",
+    ])
+    answer = hinted("tool_input", react.run_agent, llm, tools, QUESTION)
+    check.equal(answer, "done", what="run_agent's answer", hint="tool_input")
+    check.that(len(llm.prompts) == 3 and "Observation: echo<2 + 2>" in llm.prompts[1],
+               "the tool should get the parsed Action Input (first line, stripped, unquoted): expected "
+               "'Observation: echo<2 + 2>' in the next prompt", hint="tool_input")
+    check.that(len(llm.prompts) == 3 and "Observation: 5" in llm.prompts[2],
+               "a tool's result is made a str for the observation: expected 'Observation: 5'", hint="tool_input")
+
+
+@pytest.mark.points(1)
+def test_unknown_tool_observation_lists_the_available_tools():
+    llm = ScriptedLLM([step("Search the web.", "web_search", "capital of France"), "Final Answer: Paris"])
+    react.run_agent(llm, dict(TOOLS), QUESTION)
+    problem = oracle(unknown_tool_problem, llm.prompts, "web_search", list(TOOLS))
+    check.that(problem is None, problem, hint="unknown_tool_message")
+
+
+def unknown_tool_problem(prompts, unknown, names):
+    """None when the 2nd prompt's error observation names `unknown` and every tool (only through oracle(...))."""
+    after = prompts[1].split("Observation: Error", 1)[-1] if len(prompts) == 2 else ""
+    observation = after.split("\n", 1)[0]
+    if unknown in observation and all(name in observation for name in names):
+        return None
+    return (f"the observation for an unknown tool should name it and list the available tools {names}; "
+            f"got 'Observation: Error{observation}'")
+
+
+@pytest.mark.points(1)
+def test_parse_error_observation_says_the_step_did_not_parse():
+    llm = ScriptedLLM(["Paris, I believe.", "Final Answer: Paris"])
+    react.run_agent(llm, dict(TOOLS), QUESTION)
+    check.that(len(llm.prompts) == 2 and "Observation: Error: could not parse your step" in llm.prompts[1],
+               "a step that does not parse should come back as 'Observation: Error: could not parse your step (...)'",
+               hint="parse_error_recovery")
+
+
+@pytest.mark.points(1)
+def test_agent_default_max_steps_is_8():
+    llm = ScriptedLLM([step("Again.", "lookup", "capital of France")] * 12)
+    answer = react.run_agent(llm, dict(TOOLS), QUESTION)
+    check.equal(len(llm.prompts), 8, what="number of model calls with the default max_steps", hint="max_steps")
+    check.equal(answer, STOPPED, what="run_agent's result without a final answer", hint="max_steps")
+
+
+@pytest.mark.points(1)
+def test_agent_accepts_a_final_answer_at_the_last_step():
+    llm = ScriptedLLM([step("Look.", "lookup", "capital of France")] * 2 + ["Final Answer: Paris"])
+    answer = react.run_agent(llm, dict(TOOLS), QUESTION, max_steps=3)
+    check.equal(answer, "Paris", what="run_agent's answer when the 3rd of max_steps=3 calls answers", hint="max_steps")
+
+
+# --- build_prompt ----------------------------------------------------------------------------
+
+
+def two_line_doc(text: str) -> str:
+    """Reverse a string.
+
+    This second line is detail the prompt may leave out.
+    """
+    return text[::-1]
+
+
+@pytest.mark.points(1)
+def test_build_prompt_lists_every_tool_with_its_docstring():
+    tools = {"lookup": lookup, "reverse": two_line_doc, "nodoc": lambda text: text}
+    prompt = hinted("tool_descriptions", react.build_prompt, QUESTION, tools, "")
+    for name, doc in (("lookup", "Look a fact up in a small table."), ("reverse", "Reverse a string.")):
+        check.that(name in prompt and doc in prompt,
+                   f"the prompt should name the tool {name!r} with the first line of its docstring {doc!r}",
+                   hint="tool_descriptions")
+    check.that("nodoc" in prompt, "a tool without a docstring should still be named", hint="tool_descriptions")
+
+
+@pytest.mark.points(1)
+def test_build_prompt_holds_the_format_the_question_and_ends_with_the_scratchpad():
+    scratchpad = step("Find the capital.", "lookup", "capital of France") + "\nObservation: Paris\n"
+    prompt = react.build_prompt(QUESTION, dict(TOOLS), scratchpad)
+    check.that(f"Question: {QUESTION}" in prompt, f"the prompt should contain 'Question: {QUESTION}'",
+               hint="observations_in_prompt")
+    check.that(all(key in prompt for key in ("Thought:", "Action:", "Action Input:", "Final Answer:")),
+               "the prompt should show the format: Thought:, Action:, Action Input:, Final Answer:", hint="prompt_format")
+    check.that(prompt.rstrip().endswith(scratchpad.rstrip()),
+               "the prompt should end with the scratchpad, so that the model continues after it", hint="scratchpad_last")
 
 
 # --- calculator ------------------------------------------------------------------------------
@@ -268,7 +490,33 @@ def test_calculator_precedence(text, value):
 @pytest.mark.points(2)
 @pytest.mark.parametrize("text", [
     "__import__('os').system('echo hacked')", "open('/etc/passwd').read()", "x + 1", "'a' * 3",
-    "().__class__", "[1, 2][0]", "2 ** 1000", "2 +", "lambda: 1", "1 if 2 else 3",
+    "().__class__", "[1, 2][0]", "2 ** 1000", "2 +", "lambda: 1", "1 if 2 else 3", "", "(1 + 2",
+    "True + 1", "1j * 2", "None", "b'1' * 2",
 ])
 def test_calculator_rejects_everything_else(text):
     hinted("calculator_safety", raises_value_error, react.calculator, text, "calculator_safety")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("text,value", [("2 ** 100", 2 ** 100), ("2 ** -100", 2 ** -100), ("(-3) ** 100", (-3) ** 100),
+                                        ("1.5 ** 100.0", 1.5 ** 100.0)])
+def test_calculator_allows_exponents_up_to_100(text, value):
+    got = hinted("exponent_limit", react.calculator, text)
+    check.equal(got, str(value), what=f"calculator({text!r})", hint="exponent_limit")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("text", ["2 ** 101", "2 ** -101", "9 ** 9 ** 9", "2 ** (50 + 51)", "10 ** 100.5"])
+def test_calculator_rejects_exponents_over_100(text):
+    hinted("exponent_limit", raises_value_error, react.calculator, text, "exponent_limit")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("text", ["1 / 0", "5 // 0", "3 % 0", "2 * (1 / (3 - 3))"])
+def test_calculator_division_by_zero_raises_zero_division_error(text):
+    hinted("zero_division", raises_zero_division_error, react.calculator, text, "zero_division")
+
+
+def raises_zero_division_error(fn, text, hint):
+    with check.raises(ZeroDivisionError, hint=hint):
+        fn(text)
