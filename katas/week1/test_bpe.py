@@ -218,7 +218,8 @@ def test_train_default_pattern_is_gpt4():
     """The default pattern is GPT4_SPLIT_PATTERN, and both patterns are tiktoken's, verbatim."""
     text, vocab_size, _, specials = train_args("gpt4_512_eot")
     _, merges = bpe.train_bpe(text, vocab_size, special_tokens=specials)
-    check.equal(merges, expected_training("gpt4_512_eot")[1], what="merges with the default pattern")
+    check.equal(merges, expected_training("gpt4_512_eot")[1], what="merges with the default pattern",
+                hint="pattern_ignored")
     assert GPT4 in inspect.getsource(tiktoken_ext.openai_public.cl100k_base)  # our own copy, not graded
     check.equal(bpe.GPT2_SPLIT_PATTERN, GPT2, what="GPT2_SPLIT_PATTERN (tiktoken's r50k_base pat_str)")
     check.equal(bpe.GPT4_SPLIT_PATTERN, GPT4, what="GPT4_SPLIT_PATTERN (tiktoken's cl100k_base pat_str)")
@@ -258,6 +259,68 @@ def test_special_token_text_is_not_trained():
     vocab, merges = bpe.train_bpe(text, 512, GPT4, [EOT])
     trained = [a + b for a, b in merges if b"<|" in a + b or b"|>" in a + b or b"endoftext" in a + b]
     check.that(not trained, f"merges learned from the special token's own text: {trained[:5]}",
+               hint="special_trained")
+
+
+def docstring_train(text, vocab_size, pattern, special_tokens):
+    """train_bpe written from the stub's steps, plainly (recount every pair for every merge):
+    cut at the specials, split each piece with `pattern` (None: the piece is one chunk), merge
+    the most frequent pair, ties to the greatest (vocab[a], vocab[b]). Only through oracle(...)."""
+    pieces = [text]
+    if special_tokens:
+        alternation = "|".join(regex.escape(s) for s in sorted(special_tokens, key=len, reverse=True))
+        pieces = regex.split(alternation, text)
+    chunks = [c for p in pieces for c in ([p] if pattern is None else regex.findall(pattern, p)) if c]
+    words = [list(c.encode("utf-8")) for c in chunks]
+    vocab = {i: bytes([i]) for i in range(256)}
+    merges = []
+    for new_id in range(256, vocab_size - len(special_tokens)):
+        counts = Counter(p for ids in words for p in zip(ids, ids[1:]))
+        if not counts:
+            break
+        a, b = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]]))
+        vocab[new_id] = vocab[a] + vocab[b]
+        merges.append((vocab[a], vocab[b]))
+        words = [merge_oracle(ids, (a, b), new_id) for ids in words]
+    for s in special_tokens:
+        vocab[len(vocab)] = s.encode("utf-8")
+    return vocab, merges
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("pattern", ["gpt2", "none"])
+def test_train_uses_the_pattern_it_is_given(pattern):
+    """GPT-2's split keeps a space with the number after it (" 2024"), GPT-4's cuts numbers into
+    runs of at most 3 digits ("202", "4"), and None splits nothing (pairs span words): each
+    gives other merges on the same text."""
+    text = corpus()[:4000] + "".join(f" {n}" for n in range(1990, 2100))  # GPT-2 keeps " 2024" whole
+    expected = oracle(docstring_train, text, 300, PATTERNS[pattern], [EOT])  # (vocab, merges)
+    vocab, merges = bpe.train_bpe(text, 300, PATTERNS[pattern], [EOT])
+    check.equal(merges, expected[1], hint="pattern_ignored", what=f"merges with pattern={pattern}")
+
+
+@pytest.mark.points(1)
+def test_vocab_size_counts_the_special_tokens():
+    """vocab_size counts the 256 bytes, the merges and the special tokens: 300 ids with three
+    specials is 41 merges; the specials follow the last merge in the order given (not sorted)."""
+    specials = ["<|z|>", EOT, "<|a|>"]
+    vocab, merges = bpe.train_bpe(corpus()[:20000], 300, GPT4, specials)
+    n_merges = len(merges)
+    check.equal(n_merges, 300 - 256 - len(specials), hint="vocab_layout", what="len(merges) for vocab_size=300")
+    check.equal(len(vocab), 300, hint="vocab_layout", what="len(vocab) for vocab_size=300")
+    tail = [vocab.get(i) for i in range(297, 300)]
+    check.equal(tail, [s.encode("utf-8") for s in specials], hint="vocab_layout",
+                what="vocab[297:300] (the special tokens, in the order given)")
+
+
+@pytest.mark.points(1)
+def test_no_special_token_text_is_trained():
+    """Three specials, one a prefix of another, given in neither sorted nor length order: the
+    text is cut at every one of them before training."""
+    text = special_text(corpus())
+    vocab, merges = bpe.train_bpe(text, 400, GPT4, [EOT, "<|a|><|b|>", "<|a|>"])
+    trained = [a + b for a, b in merges if b"<|" in a + b or b"|>" in a + b or b"endoftext" in a + b]
+    check.that(not trained, f"merges learned from the special tokens' own text: {trained[:5]}",
                hint="special_trained")
 
 
@@ -311,6 +374,36 @@ def test_encode_corpus_documents():
     check.equal([tok.encode(d) for d in docs], [tiktoken_encoding().encode_ordinary(d) for d in docs])
 
 
+def tiktoken_ids(name, pattern, text, specials=()):
+    """tiktoken with the merges of fixture `name`, split by `pattern` (None: one piece), special
+    ids looked up in the fixture's vocab: the ids of `text`. Only through oracle(...)."""
+    vocab, merges, _, _ = tokenizer_inputs(name)
+    n_ordinary = 256 + len(merges)
+    byte_id = {b: i for i, b in vocab.items()}
+    encoding = tiktoken.Encoding(
+        name=f"kata-{name}-{len(specials)}", pat_str=r"[\s\S]+" if pattern is None else pattern,
+        mergeable_ranks={vocab[i]: i for i in range(n_ordinary)},
+        special_tokens={s: byte_id[s.encode("utf-8")] for s in specials},
+    )
+    return encoding.encode(text, allowed_special="all")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("name, pattern", [("gpt4_800", "gpt2"), ("gpt2_700_eot", "gpt4"), ("gpt4_512_eot", "none"),
+                                           ("gpt2_700_eot", "default")])
+def test_tokenizer_uses_the_pattern_it_is_given(name, pattern):
+    """A fixture's merges split by another pattern than they were trained with, by none (the
+    whole text one chunk), or by the default, GPT4_SPLIT_PATTERN: each gives other ids here."""
+    vocab, merges, _, _ = tokenizer_inputs(name)
+    text = "\n".join(TEXTS.values())
+    if pattern == "default":
+        tok = bpe.Tokenizer(vocab, merges)
+    else:
+        tok = bpe.Tokenizer(vocab, merges, PATTERNS[pattern])
+    check.equal(tok.encode(text), oracle(tiktoken_ids, name, GPT4 if pattern == "default" else PATTERNS[pattern], text),
+                hint="pattern_ignored", what=f"encode(text) with pattern={pattern}")
+
+
 # --- special tokens ----------------------------------------------------------------------
 
 
@@ -335,6 +428,18 @@ def test_special_tokens_longest_first():
     for case in data()["special_encode"]:
         check.equal(tok.encode(case["text"]), case["ids"], hint="special_longest_first",
                     what=f"encode({case['text']!r})")
+
+
+@pytest.mark.points(1)
+def test_special_ids_are_looked_up_in_the_vocab():
+    """Two of the three specials the vocab was trained with, in another order: each id is the
+    vocab's id for the token's bytes (not its position in the list), and <|a|> is ordinary text."""
+    vocab, merges, pattern, _ = tokenizer_inputs("gpt4_600_specials")
+    specials = [EOT, "<|a|><|b|>"]
+    tok = bpe.Tokenizer(vocab, merges, pattern, specials)
+    text = "Once<|a|><|b|> upon<|endoftext|> a <|a|>time<|endoftext|>"
+    check.equal(tok.encode(text), oracle(tiktoken_ids, "gpt4_600_specials", pattern, text, specials),
+                hint="special_id_lookup", what=f"encode({text!r})")
 
 
 # --- decode ------------------------------------------------------------------------------

@@ -161,8 +161,15 @@ def torch_value_and_grads(fn, *xs):
 def test_data_is_a_float_and_grad_starts_at_zero():
     v = micrograd.Value(3)
     data = v.data  # read outside the check: the sandbox does not evaluate a check's arguments
-    check.that(isinstance(data, float), f"Value(3).data should be the float 3.0, got {data!r}")
+    check.that(isinstance(data, float), f"Value(3).data should be the float 3.0, got {data!r}", hint="data_float")
     check.equal(v.grad, 0.0, what="grad of a new Value")
+    # results of operations on ints are floats too (Value(2) * 3 is 6.0, not 6)
+    two = micrograd.Value(2)
+    results = {"Value(2) * 3": two.__mul__(3), "Value(2) + 3": two.__add__(3), "Value(2) ** 2": two.__pow__(2),
+               "3 - Value(2)": two.__rsub__(3), "-Value(2)": two.__neg__()}
+    for what, out in results.items():
+        data = out.data
+        check.that(isinstance(data, float), f"({what}).data should be a float, got {data!r}", hint="data_float")
 
 
 @pytest.mark.points(2)
@@ -211,6 +218,23 @@ def test_unary_functions(op, x):
     want = oracle(single_torch, op, x)
     check.close(got, want[0], what=f"{op}({x})", hint="op_gradient")
     check.close(got_grad, want[1], what=f"gradient of {op} at {x}", hint="op_gradient")
+
+
+# Inputs far outside the random graphs' range, each still inside its operation's domain (no
+# result overflows a float): tanh saturates to +-1 with gradient 0, exp underflows to 0 or nears
+# the largest float, log of the smallest and largest floats around 1e+-300.
+EXTREMES = [("tanh", 400.0), ("tanh", -400.0), ("tanh", 1000.0), ("tanh", -30.0), ("exp", -800.0), ("exp", 700.0),
+            ("log", 1e-300), ("log", 1e300), ("relu", 1e300), ("relu", -1e300)]
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("op,x", EXTREMES)
+def test_unary_functions_at_extreme_inputs(op, x):
+    hint = "tanh_overflow" if op == "tanh" else "op_gradient"
+    want = oracle(single_torch, op, x)
+    got = hinted(hint, single, op, x)
+    check.close(got[0], want[0], what=f"{op}({x:g})", hint=hint)
+    check.close(got[1], want[1], what=f"gradient of {op} at {x:g}", hint=hint)
 
 
 @pytest.mark.points(1)
@@ -265,6 +289,21 @@ def test_backward_runs_in_topological_order():
     out = y.tanh().tanh().__mul__(3.0).__add__(y)
     out.backward()
     check.close(out.data, want[0], what="tanh(tanh(exp(x))) * 3 + exp(x)")
+    check.equal(out.grad, 1.0, what="the output's own grad after backward() (seeded with 1.0)")
+    check.close(x.grad, want[1][0].item(), what="gradient of x", hint="no_topo_order")
+
+
+@pytest.mark.points(1)
+def test_each_backward_runs_once():
+    """y = exp(x) feeds the output directly and through u = y * 2 and w = tanh(y): a walk that
+    reaches y by three paths must still run y's backward once (twice would push y's gradient to
+    x twice). y is the output's first input, so a depth-first walk meets it again below w."""
+    want = oracle(torch_value_and_grads, lambda tx: tx.exp() + (tx.exp() * 2.0) * torch.tanh(tx.exp()), -0.4)
+    x = micrograd.Value(-0.4)
+    y = x.exp()
+    out = y.__add__(y.__mul__(2.0).__mul__(y.tanh()))
+    out.backward()
+    check.close(out.data, want[0], what="exp(x) + (2 exp(x)) * tanh(exp(x))")
     check.close(x.grad, want[1][0].item(), what="gradient of x", hint="no_topo_order")
 
 

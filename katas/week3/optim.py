@@ -31,6 +31,9 @@ class AdamW(torch.optim.Optimizer):
     `self.param_groups` (each group a dict holding its params and its own hyper-parameters:
     groups may override lr or weight_decay) and `self.state` (a dict per parameter, where
     you keep the step count and the two moment buffers). `zero_grad` is inherited.
+    `params` is often a generator (`model.parameters()`) that can be read only once: hand
+    it to `super().__init__` as it is. Read lr, betas, eps and weight_decay from the group
+    at every step: training loops set `group["lr"]` before each step (the schedule below).
 
     `step(closure=None)`: for every group, for every parameter p with p.grad not None
     (skip the others entirely: no decay, no state), with g = p.grad and t = that
@@ -46,10 +49,14 @@ class AdamW(torch.optim.Optimizer):
     Pitfalls: adding weight_decay * p to the gradient is Adam + L2 (torch.optim.Adam's
     weight_decay), not AdamW — the decay then gets divided by sqrt(v_hat); forgetting the
     bias corrections distorts the early steps (step 1 with the default betas: m = 0.1 g,
-    v = 0.001 g**2, so the update is ~3.2 lr instead of lr). Update the
-    parameters in place under `torch.no_grad()` (decorate `step`); return closure's loss
-    (or None). Sanity check: with weight_decay = 0 the first step moves every
-    coordinate by almost exactly lr * sign(g).
+    v = 0.001 g**2, so the update is ~3.2 lr instead of lr); eps goes where the formula puts
+    it, after the bias correction and outside the square root (it matters when gradients are
+    ~eps or 0). Update the parameters in place under `torch.no_grad()` (decorate `step`):
+    each keeps its storage, dtype and device (make the state with `torch.zeros_like(p)`;
+    `p.data = ...` is not in place). If a closure is given, call it first, under
+    `torch.enable_grad()` (it runs the backward pass), and return its loss; otherwise return
+    None. Sanity check: with weight_decay = 0 the first step moves every coordinate by
+    almost exactly lr * sign(g).
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
@@ -92,6 +99,9 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float) -> T
 
     Returns `total_norm` as a 0-dim tensor: the norm BEFORE clipping (torch's convention;
     training loops log it). With no gradients at all, return `torch.tensor(0.0)`.
-    Pitfall: clipping each tensor to max_norm on its own changes the update's direction.
+    Pitfalls: clipping each tensor to max_norm on its own changes the update's direction;
+    float16 gradients overflow when squared (65504 is float16's largest value, so a gradient
+    of 300 squares to inf): take each tensor's norm with `torch.linalg.vector_norm` (it
+    accumulates in float32) or square in float32; gradients keep their dtype.
     """
     raise NotImplementedError

@@ -12,8 +12,8 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from graders import check, fixtures, oracle, student
-from graders.testing import randn
+from graders import check, fixtures, in_one_crossing, is_instance, oracle, student, type_name, unwrap
+from graders.testing import hinted, randn
 
 optim = student("week3.optim")
 
@@ -180,6 +180,165 @@ def test_step_returns_the_closure_loss():
     check.close(ours[0].detach(), expected[1], what="parameter after 5 closure steps", hint="adamw_update")
 
 
+@pytest.mark.points(1)
+def test_step_without_a_closure_returns_none():
+    ours = make_params(seed=16, shapes=[(2, 3)])
+    opt = optim.AdamW(ours)
+    check.that(is_instance(opt, torch.optim.Optimizer),
+               f"AdamW should subclass torch.optim.Optimizer, got {type_name(opt)}", hint="adamw_update")
+    ours[0].grad = randn(2, 3, seed=17)
+    returned = opt.step()
+    check.that(returned is None, f"step() without a closure should return None, got {returned!r}",
+               hint="adamw_update")
+
+
+# One documented argument away from its default per case (the rest default): an optimizer that
+# ignores it, or reads a constant instead, moves the parameters by ~1e-4 or more within 6 steps
+# (lr 1e-3 by default), far outside float32's tolerance.
+ONE_ARGUMENT = {"lr": dict(lr=0.05), "beta1": dict(betas=(0.5, 0.999)), "beta2": dict(betas=(0.9, 0.5)),
+                "eps": dict(eps=0.3), "weight_decay": dict(weight_decay=0.5)}
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("argument", list(ONE_ARGUMENT))
+def test_every_hyperparameter_is_used(argument):
+    kwargs = ONE_ARGUMENT[argument]
+    ours = make_params(seed=40)
+    run_in_lockstep(ours, optim.AdamW(ours, **kwargs), lambda ps: torch.optim.AdamW(ps, **kwargs),
+                    steps=6, seed=41, check_at=(1,), hint="hyperparameters_from_group")
+
+
+# A warmup + cosine schedule (inputs only): 3 warmup steps to 0.05, decay to 0.005 at step 10, flat after.
+SCHEDULE = [0.05 * (s + 1) / 3 if s < 3 else 0.005 + 0.0225 * (1 + math.cos(math.pi * min(s - 3, 7) / 7))
+            for s in range(12)]
+
+
+def scheduled_groups(ps):
+    return [{"params": ps[:2]}, {"params": ps[2:], "weight_decay": 0.0}]
+
+
+def drive_with_schedule(opt, ps, grads):
+    """Set every group's lr from SCHEDULE before each step, as a training loop does; the
+    parameters after the last step."""
+    for lr, row in zip(SCHEDULE, grads):
+        for group in opt.param_groups:
+            group["lr"] = lr
+        for p, grad in zip(ps, row):
+            p.grad = grad.clone()
+        opt.step()
+    return [p.detach().clone() for p in ps]
+
+
+def _scheduled_adamw(params, grads):
+    """Glue: the student's AdamW over clones of `params`, its groups' lr changed before every step
+    (the test writes into the optimizer's param_groups, so this runs as one crossing)."""
+    ps = [p.detach().clone().requires_grad_() for p in params]
+    return drive_with_schedule(unwrap(optim.AdamW)(scheduled_groups(ps), lr=1.0, weight_decay=0.1), ps, grads)
+
+
+def torch_scheduled_adamw(params, grads):
+    """torch's AdamW driven the same way (only through oracle(...))."""
+    ps = [p.detach().clone().requires_grad_() for p in params]
+    return drive_with_schedule(torch.optim.AdamW(scheduled_groups(ps), lr=1.0, weight_decay=0.1), ps, grads)
+
+
+@pytest.mark.points(2)
+def test_lr_set_on_the_param_groups_between_steps():
+    """nanoGPT's loop sets group["lr"] = cosine_lr(step, ...) before every step: the optimizer must
+    read lr (and weight_decay, overridden in the second group) from its groups at every step,
+    not keep the value it was constructed with (lr=1.0 here, which would blow the weights up)."""
+    ours = make_params(seed=42)
+    grads = lockstep_grads(ours, len(SCHEDULE), seed=43)
+    expected = oracle(torch_scheduled_adamw, ours, grads)
+    got = in_one_crossing(optim, _scheduled_adamw, ours, grads)
+    for i in range(len(ours)):
+        check.close(got[i], expected[i], what=f"parameter {i} after {len(SCHEDULE)} scheduled steps",
+                    hint="hyperparameters_from_group")
+
+
+# Gradient scales per row: exactly 0, around eps (1e-8, the default), tiny, ordinary and huge.
+# Adam is scale invariant except through eps: rows near eps move by about half of lr, rows of 0
+# not at all (0 / (0 + eps)), rows much larger than eps by ~lr * sign(g).
+GRADIENT_SCALES = [0.0, 1e-12, 1e-10, 1e-9, 1e-8, 1e-7, 1e-5, 1.0, 1e5, 1e12]
+
+
+def scaled_grads(shape, steps, seed, dtype):
+    """Per step, standard normal gradients times GRADIENT_SCALES[row] (drawn in float64)."""
+    g = torch.Generator().manual_seed(seed)
+    scales = torch.tensor(GRADIENT_SCALES, dtype=torch.float64)[:, None]
+    return [[(torch.randn(shape, generator=g, dtype=torch.float64) * scales).to(dtype)] for _ in range(steps)]
+
+
+@pytest.mark.points(2)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=lambda d: str(d).removeprefix("torch."))
+def test_zero_tiny_and_huge_gradients(dtype):
+    ours = [randn(len(GRADIENT_SCALES), 4, seed=44, dtype=dtype).requires_grad_()]
+    grads = scaled_grads((len(GRADIENT_SCALES), 4), 5, seed=45, dtype=dtype)
+    expected = oracle(optimizer_trajectory, lambda ps: torch.optim.AdamW(ps, lr=0.1, weight_decay=0.0), ours, grads,
+                      {1, 5})
+    opt = optim.AdamW(ours, lr=0.1, weight_decay=0.0)
+    for step, row in enumerate(grads, start=1):
+        ours[0].grad = row[0].clone()
+        opt.step()
+        if step in (1, 5):
+            check.close(ours[0].detach(), expected[step][0], hint="eps_placement",
+                        what=f"parameter after step {step} (rows: gradients of {GRADIENT_SCALES})")
+
+
+def half_safe_grads(params, steps, seed):
+    """Gradients of magnitude 0.5 to ~4 (in float16, (1 - beta2) * g**2 stays a normal number and
+    g**2 far from overflow, so torch's half-precision AdamW is the oracle)."""
+    g = torch.Generator().manual_seed(seed)
+    grads = []
+    for _ in range(steps):
+        row = []
+        for p in params:
+            x = torch.randn(p.shape, generator=g, dtype=torch.float64)
+            row.append((torch.sign(x) * (0.5 + x.abs().clamp(max=3.5))).to(p.dtype))
+        grads.append(row)
+    return grads
+
+
+def _step_in_place(params, grads):
+    """Glue: the student's AdamW(lr=1e-2, weight_decay=0.1) over clones of `params`, one step per
+    row of `grads`; per parameter (still the same storage, dtype, device), and the final values."""
+    ps = [p.detach().clone().requires_grad_() for p in params]
+    storage = [p.data_ptr() for p in ps]
+    opt = unwrap(optim.AdamW)(ps, lr=1e-2, weight_decay=0.1)
+    for row in grads:
+        for p, grad in zip(ps, row):
+            p.grad = grad.clone()
+        opt.step()
+    places = [(p.data_ptr() == ptr, str(p.dtype), p.device.type) for p, ptr in zip(ps, storage)]
+    return places, [p.detach().clone() for p in ps]
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32], ids=lambda d: str(d).removeprefix("torch."))
+def test_step_updates_parameters_in_place_in_their_dtype(dtype):
+    ours = make_params(seed=46, dtype=dtype, shapes=[(3, 5), (4,)])
+    with torch.no_grad():
+        for p in ours:
+            p.mul_(0.1)  # small weights: a few ulps of rounding stay far inside half-precision tolerances
+    grads = half_safe_grads(ours, 3, seed=47)
+    expected = oracle(optimizer_trajectory, lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1), ours, grads,
+                      {3})
+    got = hinted("param_in_place", in_one_crossing, optim, _step_in_place, ours, grads)
+    check.equal(got[0], [(True, str(dtype), "cpu")] * len(ours), hint="param_in_place",
+                what="(same storage as before, dtype, device) of each parameter after 3 steps")
+    for i in range(len(ours)):
+        check.close(got[1][i], expected[3][i], what=f"parameter {i} after 3 steps", hint="param_in_place")
+
+
+@pytest.mark.points(1)
+def test_adamw_takes_a_generator_of_parameters():
+    """AdamW(model.parameters()): a generator, read once by torch.optim.Optimizer.__init__."""
+    ours = make_params(seed=48)
+    kwargs = dict(lr=1e-2, weight_decay=0.1)
+    opt = hinted("params_generator", optim.AdamW, (p for p in ours), **kwargs)
+    run_in_lockstep(ours, opt, lambda ps: torch.optim.AdamW(ps, **kwargs), steps=5, seed=49, hint="params_generator")
+
+
 # --- cosine_lr ---------------------------------------------------------------------------
 
 
@@ -207,7 +366,8 @@ def test_cosine_lr_decay_boundaries():
     max_lr, min_lr, warmup, total = 1.0, 0.1, 10, 110
     lr = lambda step: optim.cosine_lr(step, max_lr, min_lr, warmup, total)  # noqa: E731
     halfway = lr(50)
-    check.that(isinstance(halfway, float), f"cosine_lr should return a Python float, got {type(halfway).__name__}")
+    check.that(isinstance(halfway, float), f"cosine_lr should return a Python float, got {type(halfway).__name__}",
+               hint="lr_float")
     check.close(lr(60), (max_lr + min_lr) / 2, what="lr halfway through the decay", hint="cosine_shape")
     check.close(lr(35), min_lr + (max_lr - min_lr) * (1 + math.cos(math.pi / 4)) / 2,
                 what="lr a quarter of the way through the decay", hint="cosine_shape")
@@ -222,6 +382,17 @@ def test_cosine_lr_without_warmup():
                 hint="cosine_shape")
     check.close(optim.cosine_lr(25, 3e-4, 3e-5, 0, 50), 1.65e-4, what="lr halfway with warmup_steps=0",
                 hint="cosine_shape")
+
+
+@pytest.mark.points(1)
+def test_cosine_lr_returns_a_python_float_in_every_phase():
+    # warmup, its last step, the start of the decay, halfway, total_steps, after it, no warmup
+    cases = [(0, 1.0, 0.1, 10, 100), (9, 1.0, 0.1, 10, 100), (10, 1.0, 0.1, 10, 100), (55, 1.0, 0.1, 10, 100),
+             (100, 1.0, 0.1, 10, 100), (500, 1.0, 0.1, 10, 100), (0, 3e-4, 3e-5, 0, 50)]
+    for args in cases:
+        lr = optim.cosine_lr(*args)
+        check.that(isinstance(lr, float), f"cosine_lr{args} should return a Python float, got {type(lr).__name__}",
+                   hint="lr_float")
 
 
 @pytest.mark.points(2)
@@ -333,3 +504,91 @@ def test_clip_grad_norm_takes_a_generator_or_a_tensor():
     expected = oracle(clipped_by_formula, [single.grad], 1.0)
     check.close(optim.clip_grad_norm_(single, 1.0), expected[0], what="norm for a single tensor", hint="clip_generator")
     check.close(single.grad, expected[1][0], what="the single tensor's clipped gradient", hint="clip_generator")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("case", ["no_grads", "empty_list", "empty_generator"])
+def test_clip_grad_norm_without_gradients(case):
+    params = make_params(seed=26, shapes=[(3, 2), (4,)])  # .grad is None
+    parameters = {"no_grads": params, "empty_list": [], "empty_generator": (p for p in [])}[case]
+    total = hinted("clip_no_grads", optim.clip_grad_norm_, parameters, 1.0)
+    check.equal(total, torch.tensor(0.0), hint="clip_no_grads", what=f"clip_grad_norm_ with {case}")
+    for i, p in enumerate(params):
+        check.that(p.grad is None, f"parameter {i} had no gradient: its .grad should stay None", hint="clip_generator")
+
+
+def clipped_in_float64(grads, max_norm):
+    """(total norm, gradients scaled by min(1, max_norm / (total + 1e-6)) and rounded back to their
+    dtype), computed in float64 from the gradients' exact values. Only through oracle(...)."""
+    exact = [g.double() for g in grads]
+    total = torch.linalg.vector_norm(torch.cat([g.flatten() for g in exact]))
+    coef = min(1.0, max_norm / (float(total) + 1e-6))
+    return total, [(e * coef).to(g.dtype) for e, g in zip(exact, grads)]
+
+
+# A float64 norm may be accumulated in float32 (a correct choice): ~1e-7 relative, above float64's
+# table; every mistake here moves the result by > 1e-3.
+NORM_IN_FLOAT32 = {"rtol": 1e-6, "atol": 1e-9, "reason": "a float64 norm may be accumulated in float32 (~1e-7 relative)"}
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=lambda d: str(d).removeprefix("torch."))
+def test_clip_grad_norm_in_every_dtype(dtype):
+    """Gradients of ~300: in float16 their squares overflow (float16's largest value is 65504), yet
+    the norm, ~1200, is a float16 number. Gradients keep their dtype."""
+    params = make_params(seed=27, dtype=dtype, shapes=[(4, 3), (5,)])
+    for i, p in enumerate(params):
+        p.grad = randn(*p.shape, seed=28 + i, scale=300.0, dtype=dtype)
+    expected = oracle(clipped_in_float64, [p.grad for p in params], 1.0)  # (total, gradients)
+    total = optim.clip_grad_norm_(params, 1.0)
+    if dtype == torch.float64:
+        check.close(total, expected[0], hint="clip_overflow", what="returned total norm", check_dtype=False,
+                    **NORM_IN_FLOAT32)
+    else:
+        check.close(total, expected[0], hint="clip_overflow", what="returned total norm", check_dtype=False)
+    for i, p in enumerate(params):
+        if dtype == torch.float64:
+            check.close(p.grad, expected[1][i], hint="clip_overflow", what=f"gradient {i} after clipping",
+                        **NORM_IN_FLOAT32)
+        else:
+            check.close(p.grad, expected[1][i], hint="clip_overflow", what=f"gradient {i} after clipping")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("scale", [0.0, 1e-5], ids=["zero", "tiny"])
+def test_clip_grad_norm_of_zero_and_tiny_gradients(scale):
+    """All-zero gradients: the norm is 0 and nothing changes (no 0/0). A total norm of ~4e-5 with
+    max_norm=1e-5: the 1e-6 in max_norm / (total + 1e-6) changes the scale by ~2.5% (float64, so
+    that the absolute tolerance, 1e-9, is far below gradients of ~1e-6)."""
+    params = make_params(29, dtype=torch.float64, shapes=[(4, 3), (5,)])
+    for i, p in enumerate(params):
+        p.grad = randn(*p.shape, seed=129 + i, scale=scale, dtype=torch.float64)
+    expected = oracle(clipped_by_formula, [p.grad for p in params], 1e-5)  # (total, gradients)
+    total = optim.clip_grad_norm_(params, 1e-5)
+    # the norm's dtype is not specified (torch: the gradients'; a float32 accumulator is fine)
+    check.close(total, expected[0], what="returned total norm", hint="clip_global_norm", check_dtype=False)
+    for i, p in enumerate(params):
+        check.close(p.grad, expected[1][i], what=f"gradient {i} after clipping", hint="clip_global_norm")
+
+
+def _clipped_grad_objects(params, max_norm):
+    """Glue: the student's clip_grad_norm_ on clones of `params`; the gradient tensors that were
+    .grad BEFORE the call (the same objects), after it. Clipping in place scales those."""
+    ps = []
+    for p in params:
+        clone = p.detach().clone().requires_grad_()
+        clone.grad = p.grad.clone()
+        ps.append(clone)
+    held = [p.grad for p in ps]
+    unwrap(optim.clip_grad_norm_)(ps, max_norm)
+    return [g.clone() for g in held]
+
+
+@pytest.mark.points(1)
+def test_clip_grad_norm_scales_the_gradients_in_place():
+    params = params_with_grads(31, [(4, 3), (5,)], scale=2.0)
+    expected = oracle(clipped_by_formula, [p.grad for p in params], 0.5)  # (total, gradients)
+    got = in_one_crossing(optim, _clipped_grad_objects, params, 0.5)
+    for i in range(len(params)):
+        check.close(got[i], expected[1][i], hint="clip_in_place",
+                    what=f"gradient tensor {i} that was .grad before the call (scaled in place?)")
