@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from graders import check, fixtures, oracle, student
+from graders import check, fixtures, in_one_crossing, oracle, student, unwrap
 from graders.testing import FLOAT32_REDUCTION, hinted
 
 gpt2 = student("week3.gpt2")
@@ -223,6 +223,51 @@ def test_head_is_tied_when_the_file_has_no_lm_head():
     with torch.no_grad():
         out = model(idx)
     check.close(out, _logits(_hf(), idx), hint="untied_head", what="logits after loading model.safetensors", **FLOAT32_REDUCTION)
+
+
+def _parameter_elements(model) -> int:
+    """Glue (one crossing): the elements of the model's parameters, each shared Parameter counted once."""
+    return sum(p.numel() for p in unwrap(model).parameters())
+
+
+def transformers_parameter_elements() -> int:
+    """transformers' GPT-2, whose head is tied to wte (only through oracle(...))."""
+    return sum(p.numel() for p in _hf().parameters())
+
+
+@pytest.mark.points(1)
+def test_head_is_the_same_parameter_as_the_token_embedding():
+    """Tied means one shared Parameter, not a copy of wte's values in a head of its own: after
+    loading, the model holds exactly as many parameter elements as transformers' GPT-2, which
+    counts the tied head once (a separate [vocab_size, n_embd] head adds 32,768)."""
+    model = _loaded(load_file(CHECKPOINT / "model.safetensors"))
+    elements = in_one_crossing(gpt2, _parameter_elements, model)
+    check.equal(elements, oracle(transformers_parameter_elements), hint="untied_head",
+                what="parameter elements of the loaded model (wte and lm_head shared)")
+
+
+def _kept_config(model):
+    """Glue (one crossing): the fields of `model.config`, or None when the model keeps no config."""
+    config = getattr(unwrap(model), "config", None)
+    return None if config is None else {name: getattr(config, name, None) for name in
+                                        ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head",
+                                         "layer_norm_epsilon")}
+
+
+def transformers_config_fields():
+    """The tiny checkpoint's configuration, field by field (only through oracle(...))."""
+    c = _hf().config
+    return {"vocab_size": c.vocab_size, "n_positions": c.n_positions, "n_embd": c.n_embd, "n_layer": c.n_layer,
+            "n_head": c.n_head, "layer_norm_epsilon": c.layer_norm_epsilon}
+
+
+@pytest.mark.points(1)
+def test_model_keeps_its_config():
+    """GPT keeps the config it was built with as `self.config` (week3/kv_cache reads
+    `model.config.n_layer`)."""
+    model = gpt2.GPT(_config(_hf().config))
+    check.equal(in_one_crossing(gpt2, _kept_config, model), oracle(transformers_config_fields),
+                what="model.config's fields")
 
 
 @pytest.mark.points(1)

@@ -108,6 +108,23 @@ def test_seq_len_counts_cached_positions():
 
 
 @pytest.mark.points(1)
+def test_seq_len_is_layer_0s_length_even_mid_forward():
+    """seq_len counts the positions in layer 0 alone: after layer 0 takes a prefill or a new
+    token, and before the other layers do (the middle of a forward pass), it already includes
+    them."""
+    g = torch.Generator().manual_seed(2)
+    cache = kv_cache.KVCache(3)
+    cache.update(0, torch.randn(1, 2, 3, 4, generator=g), torch.randn(1, 2, 3, 4, generator=g))
+    check.equal(cache.seq_len, 3, what="seq_len once layer 0 (only) holds a 3-token prefill",
+                hint="positions_not_offset")
+    for layer in (1, 2):
+        cache.update(layer, torch.randn(1, 2, 3, 4, generator=g), torch.randn(1, 2, 3, 4, generator=g))
+    cache.update(0, torch.randn(1, 2, 1, 4, generator=g), torch.randn(1, 2, 1, 4, generator=g))
+    check.equal(cache.seq_len, 4, what="seq_len once layer 0 (only) holds the next token as well",
+                hint="positions_not_offset")
+
+
+@pytest.mark.points(1)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_cache_keeps_the_dtype_it_is_given(dtype):
     """A half-precision (or float64) model's keys come back in that dtype, unchanged: the

@@ -90,6 +90,17 @@ def test_rmsnorm_has_a_weight_of_ones():
 
 
 @pytest.mark.points(1)
+def test_rmsnorm_has_one_parameter_and_keeps_eps():
+    """RMSNorm's attributes: `weight` is its one trainable parameter (RMSNorm has no bias), and
+    `eps` is the eps it was given."""
+    norm = llama.RMSNorm(6, eps=1e-3)
+    got = norm.with_grad(randn(2, 6, seed=9))
+    check.equal(sorted(got.parameters), ["weight"], what="RMSNorm's trainable parameters")
+    eps = norm.eps
+    check.equal(eps, 1e-3, what="RMSNorm(6, eps=1e-3).eps")
+
+
+@pytest.mark.points(1)
 def test_rmsnorm_eps_inside_the_square_root():
     # tiny activations: mean(x**2) ~ 1e-6 is comparable with eps, so where eps goes matters
     x = randn(3, 16, seed=3, scale=1e-3)
@@ -149,6 +160,18 @@ def test_rope_frequencies_halves_share_angles():
     check.close(cos[:, 4:], cos[:, :4], what="cos[:, d/2:] vs cos[:, :d/2]", hint="rope_table_layout")
     check.close(sin[:, 4:], sin[:, :4], what="sin[:, d/2:] vs sin[:, :d/2]", hint="rope_table_layout")
     check.close(cos[0], torch.ones(8), check_dtype=False, what="cos at position 0", hint="rope_table_layout")
+
+
+@pytest.mark.points(1)
+def test_rope_frequencies_worked_example():
+    """The docstring's example at the default theta (10000): head_dim=4 turns at rates [1, 0.01],
+    so cos[2] = [cos 2, cos 0.02, cos 2, cos 0.02]; both tables are float32."""
+    cos, sin = llama.rope_frequencies(4, 3)
+    dtypes = [str(cos.dtype), str(sin.dtype)]
+    check.equal(dtypes, ["torch.float32"] * 2, what="dtypes of cos and sin", hint="rope_table_dtype")
+    expected = oracle(lambda: exact_tables(4, 3, 10000.0))  # (cos, sin)
+    check.close(cos, expected[0], what="cos of rope_frequencies(4, 3)", hint="rope_theta_exponent")
+    check.close(sin, expected[1], what="sin of rope_frequencies(4, 3)", hint="rope_theta_exponent")
 
 
 @pytest.mark.points(1)
@@ -410,6 +433,29 @@ def test_apply_rope_keeps_dtype_on_both_layouts(dtype, interleaved):
     check.close(out, expected, rtol=max(check.tolerance_for(dtype).rtol, 1e-5),
                 atol=max(check.tolerance_for(dtype).atol, 1e-5),
                 reason="the table is float32, so float64 inputs are only float32-accurate", hint="rope_pairing")
+
+
+def float64_tables(head_dim, max_seq_len, theta):
+    """Rotate-half tables from the closed form, kept in float64 (inputs: the tables may be float64)."""
+    angles = exact_angles(head_dim, torch.arange(max_seq_len), theta).repeat(1, 2)
+    return angles.cos(), angles.sin()
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_apply_rope_with_float64_tables(interleaved):
+    """The tables may be float64: a float32 x still comes back float32 (typed like x), rotated by
+    the tables' angles."""
+    theta = 10000.0
+    cos, sin = float64_tables(8, 16, theta)
+    x = randn(1, 2, 4, 8, seed=15)
+    positions = torch.tensor([3, 0, 15, 7])
+    expected = oracle(lambda: (complex_rope(x, positions, theta) if interleaved
+                               else hf_rope(x.double(), cos, sin, positions)).float())
+    out = llama.apply_rope(x, cos, sin, positions, interleaved=interleaved)
+    check.equal(str(out.dtype), "torch.float32", what="apply_rope output dtype for float32 x and float64 tables",
+                hint="rope_dtype")
+    check.close(out, expected, hint="rope_pairing")
 
 
 @pytest.mark.points(1)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 
 from graders import check, oracle, student
-from graders.testing import FLOAT32_REDUCTION, randn
+from graders.testing import FLOAT32_REDUCTION, hinted, randn
 
 paged = student("week5.paged_kv")
 
@@ -171,6 +171,26 @@ def test_block_table_lists_the_sequence_blocks_in_order():
     check.equal(len(table), 3, what="blocks of a 5-token sequence with block_size 2", hint="last_block_offset")
     check.that(len(set(table)) == 3 and all(0 <= b < 8 for b in table),
                f"the block table should hold 3 distinct block ids in [0, 8), got {table}", hint="last_block_offset")
+
+
+@pytest.mark.points(1)
+def test_block_table_returns_a_copy():
+    """block_table(seq_id) is a copy of the list: emptying what it returned changes nothing in the
+    cache (the sequence keeps its 3 blocks and its tokens, and appends to them as before)."""
+    cache = paged.PagedKVCache(8, 2, H, D)
+    dense = Dense()
+    k, v = tokens(5, seed=60)
+    cache.append(0, k, v)
+    dense.append(0, k, v)
+    table = cache.block_table(0)
+    table.clear()
+    check.equal(len(cache.block_table(0)), 3, what="blocks of the 5-token sequence after the caller emptied "
+                "the list block_table returned", hint="block_table_copy")
+    check_matches(cache, dense, hint="block_table_copy", when=" after the caller emptied its block table list")
+    k, v = tokens(1, seed=61)
+    hinted("block_table_copy", cache.append, 0, k, v)
+    dense.append(0, k, v)
+    check_matches(cache, dense, hint="block_table_copy", when=" after one more token")
 
 
 @pytest.mark.points(1)

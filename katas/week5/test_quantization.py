@@ -257,6 +257,15 @@ def test_nf4_table_is_qloras():
                "NF4_CODE must contain an exact 0 and end at exactly -1 and 1", hint="nf4_table")
 
 
+@pytest.mark.points(1)
+def test_nf4_table_is_sixteen_float32_values():
+    code = student_nf4_code()
+    check.that(isinstance(code, torch.Tensor), f"NF4_CODE should be a torch.Tensor, got {type(code).__name__}",
+               hint="nf4_table")
+    layout = [str(code.dtype), list(code.shape)]
+    check.equal(layout, ["torch.float32", [16]], what="NF4_CODE's dtype and shape", hint="nf4_table")
+
+
 def nf4_oracle(x, block_size, table):
     """(codes, absmax per block) by the definition (called only through oracle(...))."""
     flat = x.flatten().double()
