@@ -92,6 +92,14 @@ def test_top_k_keeps_every_tie_of_the_kth(k):
     check.equal(sampling.top_k_filter(x, k), oracle(warped, TopKLogitsWarper(k), x), hint="top_k_ties")
 
 
+@pytest.mark.points(1)
+def test_top_k_worked_example():
+    # The docstring's example, k = 2: both 1.0s tie with the 2nd largest value, so three are kept.
+    x = torch.tensor([3.0, 1.0, 1.0, 0.5])
+    check.equal(sampling.top_k_filter(x, 2), oracle(warped, TopKLogitsWarper(2), x), hint="top_k_ties",
+                what="top_k_filter([3.0, 1.0, 1.0, 0.5], k=2)")
+
+
 def top_p_oracle_is_unambiguous(x, p):
     """No cumulative mass within 1e-5 of p: the answer does not hinge on float rounding."""
     probs = torch.softmax(x.double(), dim=-1).sort(dim=-1, descending=True).values
@@ -152,6 +160,15 @@ def test_min_p_matches_transformers(seed, min_p, scale, shift):
     ratio = probs / probs.amax(-1, keepdim=True)
     assume(bool(((ratio - min_p).abs() > 1e-5).all()))  # no token on the threshold
     check.equal(sampling.min_p_filter(x, min_p), oracle(warped, MinPLogitsWarper(min_p), x), hint="min_p_threshold")
+
+
+@pytest.mark.points(1)
+def test_min_p_keeps_the_tokens_on_the_threshold():
+    # min_p = 1.0 puts the threshold on the top probability itself: removal is strict
+    # (probs < min_p * max), so the most probable token, and every token tied with it, survives.
+    x = torch.tensor([[2.0, 0.5, 2.0, -1.0], [0.0, 3.0, 1.0, 2.5]])
+    check.equal(sampling.min_p_filter(x, 1.0), oracle(warped, MinPLogitsWarper(1.0), x), hint="min_p_threshold",
+                what="min_p_filter(x, min_p=1.0)")
 
 
 # --- penalties ---------------------------------------------------------------------------
@@ -560,6 +577,37 @@ def test_sample_applies_every_filter_it_is_given(filters):
     draws = sampling.sample(logits.expand(300, 5), generator=torch.Generator().manual_seed(28), **filters)
     check.that(bool((draws < 2).all()), f"{filters} keeps only tokens 0 and 1 of softmax([2, 1.5, 1, 0, -1]), but "
                f"the sampler drew {sorted(set(draws.tolist()))}", hint="sample_filter_ignored", about=draws)
+
+
+# Filters whose result depends on the order they run in (at temperature 1). Each later filter
+# looks at the probabilities the earlier one left, renormalised.
+ORDER_CASES = {
+    # top-k 3 leaves [0.39, 0.33, 0.28]: top-p 0.7 then keeps tokens 0 and 1 (0.72 comes before
+    # token 2). top-p first would keep tokens 0, 1 and 2 (0.65 < 0.7), and top-k 3 all of them.
+    "top_k-then-top_p": (dict(top_k=3, top_p=0.7), [0.35, 0.3, 0.25, 0.1]),
+    # top-p 0.57 keeps tokens 0 and 1 (0.55 < 0.57), and min-p 0.2 (threshold 0.11) both of them.
+    # min-p first would leave [0.65, 0.35], of which top-p 0.57 keeps token 0 alone.
+    "top_p-then-min_p": (dict(top_p=0.57, min_p=0.2), [0.55, 0.3, 0.1, 0.05]),
+}
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("case", sorted(ORDER_CASES))
+def test_sample_applies_the_filters_in_order(case):
+    filters, probs = ORDER_CASES[case]
+    logits = torch.tensor([probs], dtype=torch.float64).log().float()
+    expected = oracle(lambda: filtered_probs(logits, **filters)[0])  # transformers' warpers, in the stated order
+    n = 2000
+    draws = sampling.sample(logits.expand(n, 4), generator=torch.Generator().manual_seed(32), **filters)
+    counts = torch.bincount(draws, minlength=4)
+    outside = oracle(lambda: int(counts[expected == 0].sum()))
+    check.that(outside == 0, f"{outside} of {n} draws are tokens that {filters}, applied in the order top-k, top-p, "
+               f"min-p, removes", hint="filter_order", about=draws)
+    p_value = oracle(chi_square_p_value, counts, expected)
+    check.that(p_value > P_VALUE_FLOOR,
+               f"sampled frequencies {(counts / n).tolist()} do not follow {filters} applied in the order top-k, "
+               f"top-p, min-p: {[round(v, 4) for v in expected.tolist()]} (chi-square p-value {p_value:.2g})",
+               hint="filter_order", about=draws)
 
 
 @pytest.mark.points(1)

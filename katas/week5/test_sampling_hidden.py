@@ -148,6 +148,21 @@ def test_beam_search_matches_reference_on_a_toy_model(seed, num_beams, length_pe
     check.equal(out, expected, hint="beam_search_rules")
 
 
+@pytest.mark.points(1)
+@pytest.mark.parametrize("num_beams", [2, 3])
+def test_beam_search_keeps_only_the_k_best_finished(num_beams):
+    # EOS (token 0) follows every token but the prompt's last with probability 0.9, so more than
+    # k hypotheses finish within two steps. With length_penalty 2 the search then stops: the best
+    # running beam, at its current length, cannot beat the k-th best finished one. Keeping every
+    # finished hypothesis (and so comparing with the worst of them) searches on to a longer answer.
+    after = [0.9, 0.02, 0.02, 0.03, 0.02, 0.01]
+    model = Bigram([after] * 5 + [[0.4, 0.3, 0.25, 0.02, 0.02, 0.01]])
+    prompt = torch.tensor([[3, 5]])
+    expected = model_solution.beam_search(model, prompt, num_beams, 9, length_penalty=2.0, eos_token_id=0)
+    out = sampling.beam_search(model, prompt, num_beams, 9, length_penalty=2.0, eos_token_id=0)
+    check.equal(out, expected, hint="beam_search_rules")
+
+
 @functools.cache
 def tiny_gpt2():
     from transformers import GPT2LMHeadModel

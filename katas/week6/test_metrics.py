@@ -182,6 +182,15 @@ def test_acc_norm_divides_by_byte_length(seed):
 
 
 @pytest.mark.points(1)
+def test_mcqa_accuracy_is_a_python_float():
+    logprobs, gold, lengths = mc_questions(4, n_questions=5)
+    for options in ({}, {"choice_lengths": lengths}):
+        got = metrics.mcqa_accuracy(logprobs, gold, **options)
+        check.that(isinstance(got, float), f"mcqa_accuracy(..., {', '.join(options) or 'no lengths'}) should return a "
+                   f"Python float (the fraction correct), got {type(got).__name__}")
+
+
+@pytest.mark.points(1)
 def test_mcqa_rejects_mismatched_gold():
     with check.raises(ValueError, hint="mcqa_validation"):
         metrics.mcqa_accuracy([[-1.0, -2.0], [-3.0, -1.0]], [0])
@@ -240,6 +249,8 @@ def test_qem_rejects_a_different_word(words, seed, data):
     ("The  Eiffel Tower!", "eiffel tower", True),
     ("a", "", True),               # an answer that is only an article normalises to ""
     ("rock-n-roll", "rocknroll", True),  # punctuation is deleted, not turned into spaces
+    ("x\u2014the\u2014y", "x\u2014 \u2014y", True),  # an article becomes a space (an em dash is no ASCII punctuation)
+    ("x\u2014the\u2014y", "x\u2014\u2014y", False),  # ... not nothing
 ])
 def test_qem_squad_edge_cases(pred, gold, match):
     check.equal(metrics.quasi_exact_match(pred, gold), match, what=f"quasi_exact_match({pred!r}, {gold!r})",

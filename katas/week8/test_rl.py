@@ -520,6 +520,20 @@ def test_grpo_kl_term_is_k3_towards_the_reference():
 
 
 @pytest.mark.points(1)
+def test_masks_may_be_boolean():
+    """The masks are "True / 1 = a real response token": a boolean mask gives what its 0/1 twin gives."""
+    logprobs, old, adv, mask = ppo_inputs(170)
+    ref = logprobs + randn(4, 6, seed=171, scale=0.3)
+    values, old_values, returns = randn(4, 6, seed=172), randn(4, 6, seed=173), randn(4, 6, seed=174)
+    seq_adv = randn(4, seed=175)
+    flags = mask.bool()
+    check.close(rl.ppo_value_loss(values, old_values, returns, flags, clip=0.3),
+                value_loss_oracle(values, old_values, returns, mask, 0.3), what="ppo_value_loss with a boolean mask")
+    check.close(rl.grpo_loss(logprobs, old, ref, seq_adv, flags, clip_eps=0.2, beta=0.04),
+                grpo_oracle(logprobs, old, ref, seq_adv, mask, 0.2, 0.04), what="grpo_loss with a boolean mask")
+
+
+@pytest.mark.points(1)
 def test_losses_keep_float64():
     logprobs, old, adv, mask = ppo_inputs(160)
     lp, od, ad = logprobs.double(), old.double(), adv.double()

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from hypothesis import given, strategies as st
 from torch import nn
 
-from graders import check, is_instance, oracle, student, type_name
+from graders import check, in_one_crossing, is_instance, oracle, student, type_name, unwrap
 from graders.testing import randn
 
 vision = student("week8.vision")
@@ -82,6 +82,34 @@ def test_patchify_rejects_sizes_not_divisible_by_p(shape):
     except pytest.fail.Exception as exc:  # e.g. a RuntimeError from reshape instead of a ValueError
         message = str(exc)
     check.that(False, message, hint=None if "NOT STARTED" in message else "patch_divisibility")
+
+
+def _patchify_on_meta(shape, p):
+    """patchify of a float16 batch on the meta device (nothing is allocated): where the result lives,
+    its dtype and shape, as plain data (one crossing)."""
+    try:
+        out = unwrap(vision.patchify)(torch.empty(shape, dtype=torch.float16, device="meta"), p)
+    except NotImplementedError as exc:
+        if "meta" not in str(exc):
+            raise  # a stub: NOT STARTED
+        # torch's "Cannot copy out of meta tensor": patchify copied the pixels to another device
+        return f"patchify raised NotImplementedError: {exc} (it copies the images to another device)"
+    return [out.device.type, str(out.dtype), list(out.shape)]
+
+
+def expected_meta_patches(shape, p):
+    """The device, dtype and [B, N, C*p*p] shape patchify keeps (only through oracle(...))."""
+    B, C, H, W = shape
+    return ["meta", "torch.float16", [B, (H // p) * (W // p), C * p * p]]
+
+
+@pytest.mark.points(1)
+def test_patchify_keeps_the_device():
+    """Images on the meta device (no GPU needed): the patches stay there, in the images' dtype."""
+    got = in_one_crossing(vision, _patchify_on_meta, (2, 3, 8, 12), 4)
+    check.that(not isinstance(got, str), f"{got}")
+    check.equal(got, oracle(expected_meta_patches, (2, 3, 8, 12), 4),
+                what="[device, dtype, shape] of patchify(float16 images on the meta device, 4)")
 
 
 # --- PatchEmbedding ------------------------------------------------------------------------
