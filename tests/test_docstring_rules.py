@@ -18,6 +18,7 @@ mutants in `tests/mutants/` check.
 from __future__ import annotations
 
 import ast
+import functools
 import tomllib
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from graders import catalog, impl
 RULES = impl.PROJECT_ROOT / "tests" / "docstring_rules"
 KATAS = catalog.all_katas(impl.PROJECT_ROOT / "katas")
 
-def _names(path: Path, separator: str = "::") -> set[str]:
+@functools.cache
+def _names(path: Path, separator: str = "::") -> frozenset[str]:
     """The functions, classes and constants of a Python file: `name`, and `Class::name` for
     methods (`Class.name`, and the bare `name`, with separator ".")."""
     names = set()
@@ -44,7 +46,7 @@ def _names(path: Path, separator: str = "::") -> set[str]:
                     names.add(f"{node.name}{separator}{item.name}")
                     if separator == ".":
                         names.add(item.name)
-    return names
+    return frozenset(names)
 
 
 @pytest.mark.parametrize("kata", KATAS, ids=lambda k: k.id)
