@@ -128,6 +128,9 @@ def test_parse_takes_the_first_line_of_the_action_and_no_thought_is_empty():
     ("\"'quoted'\"", "'quoted'"),     # one pair removed, the inner pair stays
     ("`2 + 2`", "2 + 2"),
     ("\"unbalanced'", "\"unbalanced'"),  # no matching pair: unchanged
+    ("'unbalanced\"", "'unbalanced\""),  # (whichever of the two comes first)
+    ("`2 + 2'", "`2 + 2'"),
+    ("''", ""),                          # a bare pair: the empty input
     ("'", "'"),
 ])
 def test_parse_removes_one_pair_of_quotes(value, expected):
