@@ -32,7 +32,6 @@ from pathlib import Path
 
 from . import catalog, impl, sandbox
 from .grade import Collections, grade
-from .replay import ReplayServer
 from .reports import Report
 
 Result = Report | str  # a Report, or "error: <why>" for a submission that could not be graded
@@ -56,13 +55,12 @@ class GradeJob:
         return cls(args.tests, args.hidden, args.only, args.hidden_feedback, args.timeout, args.test_timeout,
                    args.unsafe_no_sandbox)
 
-    def grade(self, submission: Path, workers: int | None = None, collections: Collections | None = None,
-              replays: ReplayServer | None = None) -> Report:
-        """Grade one submission from this process (its code runs in the sandbox)."""
+    def grade(self, submission: Path, workers: int | None = None, collections: Collections | None = None) -> Report:
+        """Grade one submission in this process (its code runs in sandboxed children)."""
         return grade(submission, self.course, hidden=self.hidden, only=self.only,
                      hidden_feedback=self.hidden_feedback, unsafe_no_sandbox=self.unsafe_no_sandbox,
                      timeout=self.timeout, limits=sandbox.Limits(test_seconds=self.test_timeout),
-                     workers=workers, collections=collections, replays=replays)
+                     workers=workers, collections=collections)
 
     def options(self) -> list[str]:
         """The same options as `kata grade` arguments. `--tests` is passed as an absolute path:
@@ -86,13 +84,10 @@ class GradeJob:
         """Whether the selected katas' test files mark any test `gpu` (`@pytest.mark.gpu`, or
         a module-wide `pytestmark`). Read from this machine's course, as text: cheap, and
         a file that merely mentions the marker only costs a GPU slot, never a wrong grade."""
-        return any("mark.gpu" in Path(f).read_text(encoding="utf-8") for f in self.test_files())
-
-    def test_files(self) -> list[str]:
-        """The selected katas' test files, in this machine's course."""
         course = Path(self.course).resolve() if self.course else impl.PROJECT_ROOT
         katas = [k for k in catalog.all_katas(course / "katas") if not self.only or self.only in (k.id, k.week)]
-        return catalog.test_files(katas, self.hidden, course / "katas")
+        files = catalog.test_files(katas, self.hidden, course / "katas")
+        return any("mark.gpu" in Path(f).read_text(encoding="utf-8") for f in files)
 
 
 class Executor:
@@ -119,8 +114,8 @@ def _error(exc: BaseException) -> str:
 
 class LocalExecutor(Executor):
     """Threads in this process, `jobs` submissions at a time. The class's tests are collected
-    once (`Collections`), one replay server serves every grade, and each grade runs its
-    katas side by side on its share of the cores."""
+    once (`Collections`), and each grade runs its katas side by side on its share of the
+    cores."""
 
     def __init__(self, jobs: int = 1):
         self.jobs = max(1, jobs)
@@ -128,21 +123,17 @@ class LocalExecutor(Executor):
     def grade_all(self, submissions: list[Path], job: GradeJob) -> Iterator[tuple[Path, Result]]:
         collections = Collections()
         workers = max(1, (os.cpu_count() or 1) // self.jobs)
-        replays = ReplayServer(sandbox.test_imports([Path(f) for f in job.test_files()]))
 
         def one(path: Path) -> Result:
             try:
-                return job.grade(path, workers=workers, collections=collections, replays=replays)
+                return job.grade(path, workers=workers, collections=collections)
             except Exception as exc:  # one broken submission never stops the batch
                 return f"error: {exc}"
 
-        try:
-            with ThreadPoolExecutor(self.jobs) as pool:
-                futures = {pool.submit(one, path): path for path in submissions}
-                for future in as_completed(futures):
-                    yield futures[future], future.result()
-        finally:
-            replays.close()
+        with ThreadPoolExecutor(self.jobs) as pool:
+            futures = {pool.submit(one, path): path for path in submissions}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
 
 
 # --- Ray ------------------------------------------------------------------------------------

@@ -3,17 +3,16 @@
 0. Collect: the grader collects the selected katas' tests itself, once (once per class with
    `--batch`): node ids, timeouts, which tests measure throughput. Nothing a child reports
    about tests is believed unless it names one of these.
-1. Record: for each kata, run its public tests, then its hidden tests, in runs forked by
-   the submission's sandboxes (`Sandboxes`: per visibility, one for each kata with
-   forbidden APIs and one for the others), recording every crossing into student code. A test that hangs or kills the run costs that test: a new
-   run starts past it, and a function that hung is not called again in that kata.
-   Throughput tests are then timed by the grader itself (graders.timing). The recordings
-   are checked and copied into the grader's own directory (sandbox.ingest).
-2. Replay: run the same trusted tests in a trusted process (graders.replay), answering
-   student calls from the recording; the real assertions, oracles, the reference and
-   hidden expected values run only there. Its results are the score. Katas are recorded
-   side by side and each is replayed as soon as its recording is in, while the next ones
-   record.
+1. Record: for each kata, run its public tests, then its hidden tests, in sandboxed
+   children (graders.sandbox) against the submission, recording every crossing into
+   student code. A test that hangs or kills the child costs that test: the child is started
+   again past it, and a function that hung is not called again in that kata. Throughput
+   tests are then timed by the grader itself (graders.timing). The recordings are checked
+   and copied into the grader's own directory (sandbox.ingest).
+2. Replay: run the same trusted tests here, in record/replay mode, answering student calls
+   from the recording; the real assertions, oracles, the reference and hidden expected
+   values run only here. This run's results are the score. Katas are recorded side by side
+   and each is replayed as soon as its recording is in, while the next ones record.
 3. Report: per test (name, score, max_score, status, output, visibility — close to
    Gradescope's results.json), per kata and per week, as text, JSON, Markdown or JUnit XML
    (graders.reports).
@@ -29,13 +28,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import catalog, impl, replay, runner, sandbox, timing
+import pytest
+
+from . import catalog, impl, runner, sandbox, timing
 from .reports import Report
 from .plugin import kata_totals
 
 
-# The collection (a pytest session in this process) and parsing (the sandbox's copies of the
-# tests) hold `runner.exclusive`; the katas' threads only wait on other processes.
+# Pytest sessions (collection, replays) and parsing (the sandbox's copies of the tests) hold
+# `runner.exclusive`; the katas' recording threads only wait on their sandboxed children.
 _in_process_lock = runner.exclusive
 
 
@@ -114,20 +115,17 @@ class Grading:
     tree: sandbox.Tree
     tests: dict[str, runner.CollectedItem]  # by node id: what the grader collected itself
     recorded: Recorded
-    sandboxes: Sandboxes
-    replays: replay.ReplayServer
-    work: Path
+    tests_dirs: dict[tuple[str, str], Path]  # (kata id, visibility) -> the child's katas/ tree
     deadline: float | None = None
 
 
 def record_and_replay(submission: Path, course: Path, katas: list[catalog.Kata], hidden: bool,
                       limits: sandbox.Limits, work: Path, unsafe: bool = False, deadline: float | None = None,
                       workers: int | None = None, collections: Collections | None = None,
-                      replays: replay.ReplayServer | None = None) -> tuple[Recorded, list[dict], list[str]]:
-    """Record each kata in the sandbox, then replay it (graders.replay: `replays`, or a server
-    of its own); katas run side by side (`workers`, default: the machine's cores), so one
-    kata's replay overlaps the next one's recording. Returns the recordings' summary, the
-    results in kata order, and notes."""
+                      ) -> tuple[Recorded, list[dict], list[str]]:
+    """Record each kata in sandboxed children, then replay it here; katas run side by side
+    (`workers`, default: the machine's cores), so one kata's replay overlaps the next one's
+    recording. Returns the recordings' summary, the results in kata order, and notes."""
     from concurrent.futures import ThreadPoolExecutor
 
     iso = sandbox.isolation(unsafe)
@@ -137,107 +135,30 @@ def record_and_replay(submission: Path, course: Path, katas: list[catalog.Kata],
     recorded = Recorded(work / "replay", refused=dict(tree.refused), protections=list(iso.protections))
     recorded.replay_dir.mkdir(mode=0o700)
     files = [f for kata in katas for _, group in _groups(kata, course, hidden) for f in group]
-    sandboxes = Sandboxes(tree, course, katas, limits, unsafe, work)
-    workers = max(1, workers or min(len(katas), os.cpu_count() or 1))
-    own_replays = replays is None
-    try:
-        for kata in katas[:workers]:  # their imports overlap the collection below
-            sandboxes.get(kata, "public")
-        if own_replays:
-            replays = replay.ReplayServer(sandbox.test_imports([Path(f) for f in files]))
-        grading = Grading(submission, course, hidden, limits, iso, unsafe, tree,
-                          (collections or Collections()).get(files, course), recorded, sandboxes, replays, work,
-                          deadline)
-    except BaseException:
-        sandboxes.close()
-        if own_replays and replays is not None:
-            replays.close()
-        raise
+    with _in_process_lock:  # the tests' sandbox copies are parsed and rewritten here, before any thread
+        tests_dirs = {(kata.id, visibility): _tests_dir(tree, course, kata, group, visibility)
+                      for kata in katas for visibility, group in _groups(kata, course, hidden)}
+    grading = Grading(submission, course, hidden, limits, iso, unsafe, tree,
+                      (collections or Collections()).get(files, course), recorded, tests_dirs, deadline)
 
     def one_kata(kata: catalog.Kata) -> tuple[list[dict], list[str]]:
         budget = KataBudget()  # shared by the kata's public and hidden runs, one after the other
         for visibility, group in _groups(kata, course, hidden):
-            try:
-                _record_group(grading, kata, group, visibility, budget)
-            finally:
-                sandboxes.release(kata, visibility)
+            _record_group(grading, kata, group, visibility, budget)
         return _replay_kata(grading, kata)
 
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            outcomes = list(pool.map(one_kata, katas))
-    finally:
-        sandboxes.close()
-        if own_replays:
-            replays.close()
+    with ThreadPoolExecutor(max(1, workers or min(len(katas), os.cpu_count() or 1))) as pool:
+        outcomes = list(pool.map(one_kata, katas))
     return recorded, [r for results, _ in outcomes for r in results], [n for _, notes in outcomes for n in notes]
 
 
-def _tag(kata: catalog.Kata) -> str:
-    return f"{kata.week}-{kata.name}"
-
-
-class Sandboxes:
-    """The submission's sandboxes (graders.sandbox.Zygote), started when first needed.
-
-    The public and hidden tests never share a sandbox. Nor does a kata with forbidden APIs
-    share one with any other kata: the runs of one sandbox can talk to each other (its /tmp,
-    its loopback network), and a run that may call anything could compute, for a run that
-    may not, what it is forbidden to compute. So such a kata has a sandbox of its own per
-    visibility, stopped once its tests are recorded, and the other katas share one."""
-
-    def __init__(self, tree: sandbox.Tree, course: Path, katas: list[catalog.Kata], limits: sandbox.Limits,
-                 unsafe: bool, work: Path):
-        self.tree, self.course, self.katas, self.limits, self.unsafe, self.work = tree, course, katas, limits, unsafe, work
-        self.iso = sandbox.isolation(unsafe)
-        self._lock = threading.Lock()
-        self._started: dict[tuple[str, str], sandbox.Zygote] = {}
-
-    @staticmethod
-    def _group(kata: catalog.Kata) -> str:
-        return _tag(kata) if kata.forbidden else "shared"
-
-    def get(self, kata: catalog.Kata, visibility: str) -> sandbox.Zygote:
-        group = self._group(kata)
-        with self._lock:
-            if (visibility, group) not in self._started:
-                katas = [k for k in self.katas if self._group(k) == group]
-                tag = f"{visibility}-{group}"
-                with _in_process_lock:  # parsing the tests' sandbox copies
-                    tests = _tests_dir(self.tree, self.course, katas, visibility, tag)
-                    preload = sandbox.test_imports(sorted(tests.glob("katas/*/test_*.py")))
-                uid = sandbox.child_uid() if self.iso.drop_to_uid else None
-                recordings = sandbox.recordings_root(self.work, tag, uid, [_tag(k) for k in katas])
-                self._started[(visibility, group)] = sandbox.Zygote(self.tree, tests, recordings, uid, self.limits,
-                                                                    self.unsafe, preload)
-            return self._started[(visibility, group)]
-
-    def release(self, kata: catalog.Kata, visibility: str) -> None:
-        """The kata's tests of this visibility are recorded: stop its sandbox if it is its own."""
-        if kata.forbidden:
-            with self._lock:
-                zygote = self._started.pop((visibility, self._group(kata)), None)
-            if zygote is not None:
-                zygote.close()
-
-    def close(self) -> None:
-        with self._lock:
-            started, self._started = list(self._started.values()), {}
-        for zygote in started:
-            zygote.close()
-
-
-def _tests_dir(tree: sandbox.Tree, course: Path, katas: list[catalog.Kata], visibility: str, tag: str) -> Path:
-    """The test files one sandbox holds, expected values stripped: the katas' public tests,
-    and for a hidden sandbox their hidden tests as well (hidden tests import helpers from the
-    public module, public anyway). A public sandbox never holds a hidden file."""
-    files = []
-    for kata in katas:
-        held = {Path(f) for f in catalog.test_files([kata], False, course / "katas")}
-        if visibility == "hidden":
-            held |= {Path(f) for f in catalog.test_files([kata], True, course / "katas")}
-        files.append((kata, sorted(held)))
-    return sandbox.tests_dir(tree, course, files, tag)
+def _tests_dir(tree: sandbox.Tree, course: Path, kata: catalog.Kata, files: list[str], visibility: str) -> Path:
+    """The test files one child holds, expected values stripped. The hidden child also holds
+    the public test module (public anyway): hidden tests import helpers from it. The public
+    child never holds a hidden file."""
+    public = [Path(f) for f in catalog.test_files([kata], False, course / "katas")]
+    held = sorted({Path(f) for f in files} | (set(public) if visibility == "hidden" else set()))
+    return sandbox.tests_dir(tree, course, kata, held, visibility)
 
 
 def _record_group(grading: Grading, kata: catalog.Kata, files: list[str], visibility: str,
@@ -251,19 +172,20 @@ def _record_group(grading: Grading, kata: catalog.Kata, files: list[str], visibi
             recorded.failed[nodeid] = "not run: the whole grade's time limit ran out"
         return
     timeouts = {n: t.timeout or limits.test_seconds for n, t in tests.items()}
-    zygote = grading.sandboxes.get(kata, visibility)
-    recordings = zygote.recordings / _tag(kata)
+    tests_dir = grading.tests_dirs[(kata.id, visibility)]
+    uid = sandbox.child_uid() if grading.iso.drop_to_uid else None
+    recordings = sandbox.recordings_dir(grading.tree.work, f"{kata.week}-{kata.name}-{visibility}", uid)
     finished: set[str] = set()
     failed: dict[str, str] = {}
     kills = 0
     while True:
         spent = budget.used_timeouts >= limits.timeouts_per_kata
-        spec = sandbox.ChildSpec(grading.tree, zygote.tests, relative, recordings, zygote.uid, grading.hidden,
+        spec = sandbox.ChildSpec(grading.tree, tests_dir, relative, recordings, uid, grading.hidden,
                                  sorted(finished | set(failed)), sorted({f for f in budget.hung if f}),
                                  limits.test_seconds, limits.short_test_seconds if spent else None,
                                  max(0, limits.timeouts_per_kata - budget.used_timeouts), limits.short_test_seconds,
                                  no_processes=bool(kata.forbidden))
-        run = sandbox.run_child(spec, zygote, limits, timeouts)
+        run = sandbox.run_child(spec, limits, timeouts, grading.unsafe)
         finished.update(run.finished)
         budget.hung += run.hung_functions
         budget.used_timeouts += len(run.hung_functions)
@@ -283,7 +205,8 @@ def _record_group(grading: Grading, kata: catalog.Kata, files: list[str], visibi
                                   "(a crash, os._exit, or a resource limit)")
             break
     for nodeid in sorted(n for n in finished if tests[n].throughput):
-        recorded.timings[nodeid] = timing.time_test(spec, zygote, nodeid, timeouts[nodeid] + limits.grace_seconds)
+        recorded.timings[nodeid] = timing.time_test(spec, nodeid, limits, timeouts[nodeid] + limits.grace_seconds,
+                                                    grading.unsafe)
     rejected = sandbox.ingest(recordings, sorted(finished), recorded.replay_dir, limits)
     recorded.failed.update(failed)
     recorded.failed.update(rejected)
@@ -295,22 +218,24 @@ def _child_gave_up(run: sandbox.ChildRun) -> str:
 
 
 def _replay_kata(grading: Grading, kata: catalog.Kata) -> tuple[list[dict], list[str]]:
-    """Run the kata's trusted tests (graders.replay), answering student calls from the recordings."""
+    """Run the kata's trusted tests here, answering student calls from the recordings."""
     course = grading.course
     files = catalog.test_files([kata], grading.hidden, course / "katas")
     if not files:
         return [], []
-    timings = grading.work / f"timings-{_tag(kata)}.json"
-    timing.write_timings({n: t for n, t in dict(grading.recorded.timings).items() if t is not None}, timings)
-    results = replay.replay(grading.replays, files, grading.submission, course, grading.hidden,
-                            grading.recorded.replay_dir, timings, grading.work)
-    if not results.ran or not results.tests:
-        tail = results.output.strip().splitlines()[-1:] or [""]
-        return results.tests, [f"{kata.id}: the grader could not replay its tests (pytest exit status "
-                               f"{int(results.exit_code)}: {tail[0][:300]}); this is a fault in the course, not the "
-                               "submission: run `pytest " + " ".join(str(Path(f).relative_to(course)) for f in files)
-                               + " --impl reference`"]
-    return results.tests, []
+    results, exit_code = _replay_session(grading.submission, course, grading.recorded, files, grading.hidden)
+    if exit_code not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED) or not results:
+        return results, [f"{kata.id}: the grader could not replay its tests (pytest exit status {int(exit_code)}); "
+                         "this is a fault in the course, not the submission: run `pytest "
+                         + " ".join(str(Path(f).relative_to(course)) for f in files) + " --impl reference`"]
+    return results, []
+
+
+def _timings_file(recorded: Recorded) -> Path:
+    path = recorded.replay_dir.parent / "timings.json"
+    timings = dict(recorded.timings)  # one copy: other katas' threads add theirs meanwhile
+    timing.write_timings({k: v for k, v in timings.items() if v is not None}, path)
+    return path
 
 
 def _forget_test_modules(course: Path) -> None:
@@ -327,10 +252,19 @@ def _forget_test_modules(course: Path) -> None:
             del sys.modules[name]
 
 
+def _replay_session(submission: Path, course: Path, recorded: Recorded, files: list[str],
+                    hidden: bool) -> tuple[list[dict], pytest.ExitCode]:
+    with _in_process_lock:
+        _forget_test_modules(course)
+        results = runner.run(files, impl=str(submission), hidden=hidden, profile="grading", root=course,
+                             extra=("--kata-replay", str(recorded.replay_dir),
+                                    "--kata-timings", str(_timings_file(recorded))))
+    return results.tests, results.exit_code
+
+
 def grade(submission: str | Path, course: str | Path | None = None, hidden: bool = False, only: str | None = None,
           limits: sandbox.Limits | None = None, hidden_feedback: bool = False, unsafe_no_sandbox: bool = False,
-          timeout: float | None = None, workers: int | None = None, collections: Collections | None = None,
-          replays: replay.ReplayServer | None = None) -> Report:
+          timeout: float | None = None, workers: int | None = None, collections: Collections | None = None) -> Report:
     """Grade one submission. Raises FileNotFoundError for a missing directory, LookupError for
     an unknown `only`, and sandbox.SandboxUnavailable when the sandbox cannot be built."""
     submission = Path(submission).resolve()
@@ -346,7 +280,7 @@ def grade(submission: str | Path, course: str | Path | None = None, hidden: bool
     try:
         recorded, results, replay_notes = record_and_replay(
             submission, course, katas, hidden, limits or sandbox.Limits(), work, unsafe=unsafe_no_sandbox,
-            deadline=deadline, workers=workers, collections=collections, replays=replays)
+            deadline=deadline, workers=workers, collections=collections)
         report.protections = recorded.protections
         report.notes += [f"{kata}: {why}" for kata, why in recorded.refused.items()]
         if unsafe_no_sandbox:

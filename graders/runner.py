@@ -54,7 +54,6 @@ class Results:
     exit_code: pytest.ExitCode
     tests: list[dict] = field(default_factory=list)  # graders.plugin's records, one per test
     collected: list[CollectedItem] = field(default_factory=list)
-    output: str = ""  # what a session in another process printed, when it went wrong
 
     @property
     def ran(self) -> bool:

@@ -1,21 +1,15 @@
-"""Run the katas' trusted tests against a submission in a sandbox, recording student calls.
+"""Run a kata's trusted tests against a submission in a sandboxed child, recording student calls.
 
 The threat: a submission is arbitrary code written by someone who wants points, or the
-grader's secrets. So the sandbox that runs it sees only what it needs, and the grader reads
+grader's secrets. So the child that runs it sees only what it needs, and the grader reads
 back only data it can check.
 
-A sandbox (`Zygote`) serves many runs: its first process imports torch and pytest once, and
-forks a run per kata (again past a test that hung or crashed, and once per timed test),
-each in a session of its own that the grader follows and kills alone. Which katas share one
-is graders.grade's `Sandboxes`: never public and hidden tests, never a kata with forbidden
-APIs and another kata.
-
-What the sandbox sees (bubblewrap, `bwrap`, builds it as a new root):
+What the child sees (bubblewrap, `bwrap`, builds it as a new root):
 - read-only: the system's `/usr`, the interpreter and its virtual environment, a trusted
   copy of the harness (`graders/`), fixtures and checkpoints, the submission's validated
-  kata modules, and the test files of ONE visibility of the katas it serves (public or
-  hidden: a public sandbox never holds hidden tests);
-- writable: a private `/tmp` and `/dev/shm`, and a recordings directory per kata;
+  kata modules, and the test files of ONE kata of ONE visibility (public or hidden: the
+  public child never holds hidden tests);
+- writable: a private `/tmp` and `/dev/shm`, and one recordings directory of its own;
 - a fresh `/proc`, no `/sys`, a network namespace whose only interface is a loopback that
   is up (tests start servers on 127.0.0.1), its own PID, IPC and UTS namespaces, a new
   session (no terminal to inject into), death with the grader (`--die-with-parent`);
@@ -24,8 +18,7 @@ What the sandbox sees (bubblewrap, `bwrap`, builds it as a new root):
   other calls no kata needs;
 - as an unprivileged uid of its own when the grader runs as root (never root);
 - resource limits (address space, processes, file size, core dumps) and a deadline per
-  test, enforced by the grader, which kills the run (its whole session) with SIGKILL; the
-  sandbox itself is killed when the grade ends.
+  test, enforced by the grader, which kills the whole sandbox with SIGKILL.
 
 What the grader reads back: control lines on a pipe (which test started or finished, which
 student function was running), validated against the node ids it collected itself, and
@@ -39,7 +32,6 @@ Without bubblewrap, `kata grade` refuses to run a submission unless the caller p
 
 from __future__ import annotations
 
-import base64
 import errno
 import functools
 import itertools
@@ -49,7 +41,6 @@ import queue
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -148,21 +139,19 @@ def build(submission: Path, course: Path, work: Path, katas: list[catalog.Kata])
     return tree
 
 
-def tests_dir(tree: Tree, course: Path, files: list[tuple[catalog.Kata, list[Path]]], tag: str) -> Path:
-    """A directory `katas/` holding only `files` (one visibility of the katas being graded)
-    and the katas' tomls, with expected values stripped from the tests' source."""
+def tests_dir(tree: Tree, course: Path, kata: catalog.Kata, files: list[Path], tag: str) -> Path:
+    """A directory `katas/weekN/` holding only `files` (one visibility of one kata) and the
+    kata's toml, with expected values stripped from the tests' source."""
     from . import withhold
 
-    root = tree.work / f"tests-{tag}"
-    for kata, paths in files:
-        week_dir = root / "katas" / kata.week
-        week_dir.mkdir(parents=True, exist_ok=True)
-        for path in paths:
-            source = path.read_text(encoding="utf-8")
-            (week_dir / path.name).write_text(withhold.strip_expected(source, path.name), encoding="utf-8")
-        for toml in (course / "katas" / kata.week).glob(f"{kata.name}.toml"):
-            shutil.copy2(toml, week_dir / toml.name)
-    (root / "katas").mkdir(parents=True, exist_ok=True)
+    root = tree.work / f"tests-{kata.week}-{kata.name}-{tag}"
+    week_dir = root / "katas" / kata.week
+    week_dir.mkdir(parents=True)
+    for path in files:
+        source = path.read_text(encoding="utf-8")
+        (week_dir / path.name).write_text(withhold.strip_expected(source, path.name), encoding="utf-8")
+    for toml in (course / "katas" / kata.week).glob(f"{kata.name}.toml"):
+        shutil.copy2(toml, week_dir / toml.name)
     _readable_tree(root)
     return root
 
@@ -242,7 +231,7 @@ def ingest(recordings: Path, nodeids: list[str], target: Path, limits: Limits) -
 
 # --- isolation ---------------------------------------------------------------------------------
 
-BASE_PROTECTIONS = ["resource limits", "per-test deadline with SIGKILL of the run",
+BASE_PROTECTIONS = ["resource limits", "per-test deadline with SIGKILL of the whole sandbox",
                     "allowlisted environment"]
 
 
@@ -253,7 +242,7 @@ def isolation(unsafe: bool = False) -> Isolation:
     root = os.name == "posix" and os.geteuid() == 0
     drop = root and shutil.which("setpriv") is not None
     if unsafe:
-        protections = BASE_PROTECTIONS + (["unprivileged uid per sandbox"] if drop else [])
+        protections = BASE_PROTECTIONS + (["unprivileged uid per child"] if drop else [])
         return Isolation(False, protections + ["UNSAFE: no sandbox (--unsafe-no-sandbox)"], drop)
     if not sys.platform.startswith("linux"):
         raise SandboxUnavailable("kata grade sandboxes submissions with bubblewrap, which needs Linux; "
@@ -286,7 +275,7 @@ def isolation(unsafe: bool = False) -> Isolation:
         "seccomp filter (no ptrace, mount, new namespaces, keyctl, bpf, perf_event_open)",
     ]
     if drop:
-        protections.append("unprivileged uid per sandbox")
+        protections.append("unprivileged uid per child")
     return Isolation(True, protections, drop)
 
 
@@ -307,11 +296,11 @@ DENIED_SYSCALLS = (
 )
 
 
-def seccomp_filter(no_spawn: bool = False, no_processes: bool = False):
-    """The system-call filter, as libseccomp's `SyscallFilter`. `no_spawn` (timing runs): no
-    new threads or processes either, so that nothing runs beside the measured work.
-    `no_processes` (katas with forbidden APIs): threads, but no processes (a zygote's run
-    installs that one itself, on top of the sandbox's own)."""
+@functools.cache
+def seccomp_program(no_spawn: bool = False, no_processes: bool = False) -> bytes:
+    """The compiled (cBPF) filter bubblewrap installs in the child, made with libseccomp.
+    `no_spawn` (timing runs): no new threads or processes either, so that nothing runs
+    beside the measured work."""
     try:
         import seccomp  # libseccomp's own bindings (Debian: python3-seccomp)
     except ImportError:
@@ -331,18 +320,12 @@ def seccomp_filter(no_spawn: bool = False, no_processes: bool = False):
     else:
         for flag in (0x10000000, 0x20000000, 0x40000000, 0x08000000, 0x04000000, 0x00020000, 0x02000000, 0x00000080):
             rules.add_rule(seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
-        if no_processes:
+        if no_processes:  # katas with forbidden APIs: threads (refused at run time too) but no processes
             for name in ("fork", "vfork"):
                 rules.add_rule(seccomp.ERRNO(errno.EPERM), name)
             rules.add_rule(seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, 0x00010000, 0))
-    return rules
-
-
-@functools.cache
-def seccomp_program(no_spawn: bool = False, no_processes: bool = False) -> bytes:
-    """`seccomp_filter`, compiled (cBPF) for bubblewrap's `--seccomp`."""
     with tempfile.TemporaryFile() as out:
-        seccomp_filter(no_spawn, no_processes).export_bpf(out)
+        rules.export_bpf(out)
         out.seek(0)
         return out.read()
 
@@ -431,36 +414,32 @@ class ChildSpec:
     no_processes: bool = False  # the kata forbids APIs: student code may not start processes
 
 
-def _pytest_argv(spec: ChildSpec, inside: Path, record: Path) -> list[str]:
-    """The run's pytest arguments (all but its control pipe, which differs per start)."""
-    argv = [
+def _command(spec: ChildSpec, iso: Isolation, control_fd: int, seccomp_fd: int | None) -> tuple[list[str], Path]:
+    inside = INSIDE if iso.sandboxed else _unsafe_root(spec)
+    record = RECORD_INSIDE if iso.sandboxed else spec.recordings
+    pytest_args = [
+        "-s", "-m", "graders.child",
         *runner.arguments(spec.files, impl=str(inside / "submission"), hidden=spec.hidden, profile="grading",
                           root=inside, config=inside / "pytest.ini", quiet=False),
         # Plugin autoload is off in the child (its environment): only these load, and no conftest.
         "-p", "graders.plugin", "-p", "_hypothesis_pytestplugin", "-p", "pytest_timeout", "--noconftest",
         "-p", "no:unraisableexception", "-q",
-        "--kata-record", str(record), "--timeout", str(int(spec.test_seconds)),
+        "--kata-record", str(record), "--kata-control-fd", str(control_fd), "--timeout", str(int(spec.test_seconds)),
         *(["--kata-max-test-seconds", str(int(spec.cap_seconds))] if spec.cap_seconds else []),
         "--kata-timeout-budget", str(spec.timeout_budget), "--kata-short-timeout", str(spec.short_seconds),
         *(["--kata-timing-fd", str(spec.timing_fd)] if spec.timing_fd is not None else []),
     ]
     for nodeid in spec.deselect:
-        argv += ["--deselect", nodeid]
+        pytest_args += ["--deselect", nodeid]
     for name in spec.skip_functions:
-        argv += ["--kata-skip-function", name]
-    return argv
-
-
-def _sandboxed(python: list[str], tree: Tree, tests: Path, recordings: Path, uid: int | None, iso: Isolation,
-               seccomp_fd: int | None) -> list[str]:
-    """`python` (a command line), run as `uid` inside bubblewrap: the new root holds the trusted
-    tree, `tests` (holding katas/) and, writable, `recordings` at RECORD_INSIDE."""
+        pytest_args += ["--kata-skip-function", name]
+    python = [sys.executable, *pytest_args]
     drop = []
-    if iso.drop_to_uid and uid is not None:
-        drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
+    if iso.drop_to_uid and spec.uid is not None:
+        drop = ["setpriv", f"--reuid={spec.uid}", f"--regid={spec.uid}", "--clear-groups", "--no-new-privs",
                 "--inh-caps=-all", "--bounding-set=-all"]
     if not iso.sandboxed:
-        return drop + python
+        return drop + python, inside
     root = os.geteuid() == 0
     # The fresh /proc, /dev and private /tmp first: a bind made later may sit inside them (a
     # virtual environment under /tmp, the GPU's device nodes), not be hidden by them.
@@ -475,32 +454,31 @@ def _sandboxed(python: list[str], tree: Tree, tests: Path, recordings: Path, uid
                 made.add(parent)
                 args += ["--perms", "0755", "--dir", str(parent)]
         args += ["--ro-bind", str(path), str(path)]
-    base = tree.base
+    base = spec.tree.base
     args += ["--perms", "0755", "--dir", str(INSIDE)]
     for name in (*COPIED, "submission"):
         if (base / name).is_dir():
             args += ["--ro-bind", str(base / name), str(INSIDE / name)]
     args += ["--ro-bind", str(base / "pytest.ini"), str(INSIDE / "pytest.ini"),
-             "--ro-bind", str(tests / "katas"), str(INSIDE / "katas"),
-             "--bind", str(recordings), str(RECORD_INSIDE),
+             "--ro-bind", str(spec.tests / "katas"), str(INSIDE / "katas"),
+             "--bind", str(spec.recordings), str(RECORD_INSIDE),
              "--chdir", str(INSIDE), "--clearenv"]
     for key, value in child_environment(INSIDE, RECORD_INSIDE).items():
         args += ["--setenv", key, value]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
-    return args + drop + python
+    return args + drop + python, INSIDE
 
 
-def _unsafe_root(tree: Tree, tests: Path) -> Path:
+def _unsafe_root(spec: ChildSpec) -> Path:
     """Without bubblewrap: one directory holding links to the trusted tree and the tests."""
-    root = tests / "root"
-    with _uid_lock:
-        if not root.exists():
-            root.mkdir()
-            for name in (*COPIED, "submission", "pytest.ini"):
-                if (tree.base / name).exists():
-                    (root / name).symlink_to(tree.base / name)
-            (root / "katas").symlink_to(tests / "katas")
+    root = spec.tests / "root"
+    if not root.exists():
+        root.mkdir()
+        for name in (*COPIED, "submission", "pytest.ini"):
+            if (spec.tree.base / name).exists():
+                (root / name).symlink_to(spec.tree.base / name)
+        (root / "katas").symlink_to(spec.tests / "katas")
     return root
 
 
@@ -544,7 +522,7 @@ def _parse_control(line: bytes, known: dict[str, float]) -> dict | None:
         message = json.loads(line.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    if not isinstance(message, dict) or message.get("e") not in ("started", "finished", "call", "timeout", "exited"):
+    if not isinstance(message, dict) or message.get("e") not in ("started", "finished", "call", "timeout"):
         return None
     if "id" in message and message["id"] not in known:
         return None
@@ -553,283 +531,41 @@ def _parse_control(line: bytes, known: dict[str, float]) -> dict | None:
     return message
 
 
-# --- one sandbox, many runs ---------------------------------------------------------------------
-
-
-def _proc_table() -> dict[int, tuple[int, list[str]]]:
-    """Every process: pid -> (uid, the fields of /proc/PID/stat after "pid (comm)")."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-            owner = entry.stat().st_uid
-        except OSError:
-            continue
-        table[int(entry.name)] = (owner, text[text.rindex(")") + 2:].split())
-    return table
-
-
-def sandbox_processes(root_pid: int, uid: int | None, table: dict | None = None) -> list[int]:
-    """The processes of one sandbox: every process of its uid (when it has one of its own),
-    or else every descendant of bubblewrap (`root_pid`), itself included."""
-    table = _proc_table() if table is None else table
-    if uid is not None:
-        return [pid for pid, (owner, _) in table.items() if owner == uid]
-    chosen, frontier = [], {root_pid}
-    while frontier:
-        chosen += frontier
-        frontier = {pid for pid, (_, f) in table.items() if int(f[1]) in frontier and pid not in chosen}
-    return chosen
-
-
-def _namespace_pid(pid: int) -> int | None:
-    """What the process's own PID namespace calls it (the last number of NSpid)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("NSpid:"):
-                return int(line.split()[-1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def test_imports(paths: list[Path]) -> list[str]:
-    """What the test files import at their top level, for a zygote to import before it forks
-    ("module", or "module:name,name" for `from module import name, name`, which also loads
-    lazy submodules such as transformers' models). Never the katas' own modules."""
-    import ast
-
-    found: dict[str, dict[str, None]] = {}  # module -> names (dicts: first-seen order)
-    for path in paths:
-        for node in ast.parse(path.read_text(encoding="utf-8")).body:
-            if isinstance(node, ast.Import):
-                imported = [(alias.name, []) for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                imported = [(node.module, [alias.name for alias in node.names if alias.name != "*"])]
-            else:
-                continue
-            for module, names in imported:
-                top = module.split(".")[0]
-                if top not in ("__future__", "katas", "reference", "submission") and not top.startswith("week"):
-                    found.setdefault(module, {}).update(dict.fromkeys(names))
-    return [f"{module}:{','.join(names)}" if names else module for module, names in found.items()]
-
-
-class ForkServer:
-    """A `python -m graders.zygote` process: it imports torch, pytest and `preload` once, then
-    forks a run of pytest per request (`fork`), each in a session of its own that the caller
-    follows through its pipes and kills alone. If the server dies, the next request starts
-    it again. `Zygote` is the sandboxed one; the grader's replays use a trusted one."""
-
-    def __init__(self, preload: list[str] = (), output_bytes: int = 64 * 1024):
-        self.preload = list(preload)  # test_imports(...) of the tests it will run
-        self.output_bytes = output_bytes
-        self.sandboxed = False
-        self._lock = threading.Lock()
-        self._process: subprocess.Popen | None = None
-        self._socket: socket.socket | None = None
-        self._output: list[bytes] = []
-
-    def _launch(self, fd: int) -> subprocess.Popen:
-        """Start `python -m graders.zygote fd *preload`, passing it `fd` (its end of the socket)."""
-        raise NotImplementedError
-
-    def _uid(self) -> int | None:
-        """The uid every process of the server has (None: find them as its descendants)."""
-        return None
-
-    def _start(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self._output = []
-        try:
-            self._process = self._launch(theirs.fileno())
-        finally:
-            theirs.close()
-        threading.Thread(target=_drain, args=(self._process.stdout, self.output_bytes, self._output),
-                         daemon=True).start()
-        self._socket = ours
-
-    def fork(self, argv: list[str], fds: list[int], seccomp: bytes = b"") -> "ForkedRun | None":
-        """Start a run of `pytest argv`; `fds`: its control pipe, its output, and for a timing
-        run the pipe it waits on. `seccomp`: a filter the run installs on itself, on top of
-        the sandbox's own. None when the server cannot be reached, even started again."""
-        program = seccomp if self.sandboxed else b""
-        request = json.dumps({"argv": argv, "seccomp": base64.b64encode(program).decode()}).encode()
-        with self._lock:
-            for attempt in range(2):
-                if attempt or self._process is None:
-                    self._stop()
-                    self._start()
-                try:
-                    socket.send_fds(self._socket, [request], fds)
-                    reply = self._socket.recv(256)
-                    pid = json.loads(reply)["pid"]
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue
-                if isinstance(pid, int) and pid > 0:
-                    return ForkedRun(self, self._host_pid(pid))
-            return None
-
-    def failure(self) -> str:
-        """What the server printed (why it could not start)."""
-        return b"".join(self._output).decode("utf-8", "replace")
-
-    def _host_pid(self, namespace_pid: int) -> int | None:
-        for pid in sandbox_processes(self._process.pid, self._uid()):
-            if pid != self._process.pid and _namespace_pid(pid) == namespace_pid:
-                return pid
-        return None
-
-    def kill_session(self, session: int) -> None:
-        """SIGKILL every process of this server in `session` (a run and what it started)."""
-        for _ in range(3):
-            table = _proc_table()
-            members = [pid for pid in sandbox_processes(self._process.pid, self._uid(), table)
-                       if pid in table and table[pid][1][3] == str(session)]
-            if not members:
-                return
-            for pid in members:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            time.sleep(0.02)
-
-    def alive(self, pid: int) -> bool:
-        table = _proc_table()
-        return pid in table and table[pid][1][0] not in "ZX" and pid in sandbox_processes(
-            self._process.pid, self._uid(), table)
-
-    def _stop(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
-        if self._process is not None:
-            _kill(self._process, self._uid())
-            self._process.wait()
-            self._process = None
-
-    def close(self) -> None:
-        """Kill the server and everything left of its runs."""
-        with self._lock:
-            self._stop()
-
-
-class Zygote(ForkServer):
-    """One sandbox that runs many tests: a fork server started in bubblewrap, whose children
-    each run one kata's tests of one visibility (graders.grade.Sandboxes: which katas share).
-
-    Each run is a forked process of its own (its own session, its own control pipe and
-    output) inside the same sandbox, so a run that hangs is killed alone, and the others go
-    on. What the runs share is only what one submission shares with itself: a uid, a private
-    /tmp, the recordings root (each kata writes its own directory), and the test files of
-    the katas being graded, in this visibility. A run can leave a process behind in its
-    sandbox (a daemon in a session of its own); it lives until the grade ends and the
-    sandbox is killed, and can reach nothing a run could not reach itself.
-
-    If the fork server dies (a submission can kill it), the next run starts a new sandbox.
-    """
-
-    def __init__(self, tree: Tree, tests: Path, recordings: Path, uid: int | None, limits: Limits,
-                 unsafe: bool = False, preload: list[str] = ()):
-        super().__init__(preload, limits.output_bytes)
-        self.tree, self.tests, self.recordings, self.uid, self.limits = tree, tests, recordings, uid, limits
-        self.iso = isolation(unsafe)
-        self.sandboxed = self.iso.sandboxed
-        self._start()
-
-    @property
-    def inside(self) -> Path:
-        """Where the runs see the trusted tree (their working directory)."""
-        return INSIDE if self.iso.sandboxed else _unsafe_root(self.tree, self.tests)
-
-    def record_path(self, recordings: Path) -> Path:
-        """Where a run sees `recordings`, a directory of this zygote's recordings root."""
-        return RECORD_INSIDE / recordings.relative_to(self.recordings) if self.iso.sandboxed else recordings
-
-    def _uid(self) -> int | None:
-        return self.uid if self.iso.drop_to_uid else None
-
-    def _launch(self, fd: int) -> subprocess.Popen:
-        seccomp_file = None
-        if self.iso.sandboxed:
-            seccomp_file = tempfile.TemporaryFile(dir=self.tree.work)
-            seccomp_file.write(seccomp_program())
-            seccomp_file.seek(0)
-        python = [sys.executable, "-s", "-m", "graders.zygote", str(fd), *self.preload]
-        command = _sandboxed(python, self.tree, self.tests, self.recordings, self.uid, self.iso,
-                             seccomp_file.fileno() if seccomp_file else None)
-        env = child_environment(self.inside, RECORD_INSIDE if self.iso.sandboxed else self.recordings)
-        try:
-            return subprocess.Popen(
-                command, cwd=self.inside if not self.iso.sandboxed else self.tree.work, env=env,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                preexec_fn=_limits(self.limits), start_new_session=True, close_fds=True,
-                pass_fds=[fd] + ([seccomp_file.fileno()] if seccomp_file else []))
-        finally:
-            if seccomp_file is not None:
-                seccomp_file.close()
-
-
-@dataclass
-class ForkedRun:
-    """One run forked by a `ForkServer`: what `run_child` follows and kills."""
-
-    server: ForkServer
-    pid: int | None  # the grader's numbering; None: it was gone before the grader could see it
-    returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.pid is not None and self.server.alive(self.pid):
-            return None
-        return -signal.SIGKILL if self.returncode is None else self.returncode
-
-    def kill(self) -> None:
-        if self.pid is not None:
-            self.server.kill_session(self.pid)  # the run called setsid(): its session is its pid
-
-    def cpu_seconds(self) -> float | None:
-        """The run's CPU time so far (user + system, with its reaped children), as the kernel
-        counted it; None once it has ended."""
-        try:
-            text = Path(f"/proc/{self.pid}/stat").read_text()
-        except (OSError, TypeError):
-            return None
-        fields = text[text.rindex(")") + 2:].split()
-        return sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
-
-
-def run_child(spec: ChildSpec, zygote: Zygote, limits: Limits, timeouts: dict[str, float]) -> ChildRun:
-    """Start a run in `zygote`, follow its control pipe, and kill it (SIGKILL, with whatever it
-    started) when a test runs past its deadline or the run stops talking. `timeouts`: the
-    grader's own {nodeid: seconds} for every collected test."""
+def run_child(spec: ChildSpec, limits: Limits, timeouts: dict[str, float], unsafe: bool = False) -> ChildRun:
+    """Start the child, follow its control pipe, and kill the whole sandbox (SIGKILL) when a
+    test runs past its deadline or the child stops talking. `timeouts`: the grader's own
+    {nodeid: seconds} for every collected test."""
+    iso = isolation(unsafe)
     read_end, write_end = os.pipe()
-    output_read, output_write = os.pipe()
-    argv = _pytest_argv(spec, zygote.inside, zygote.record_path(spec.recordings))
+    seccomp_file = None
+    if iso.sandboxed:
+        seccomp_file = tempfile.TemporaryFile(dir=spec.tree.work)
+        seccomp_file.write(seccomp_program(no_processes=spec.no_processes))
+        seccomp_file.seek(0)
+    command, _ = _command(spec, iso, write_end, seccomp_file.fileno() if seccomp_file else None)
+    env = child_environment(INSIDE if iso.sandboxed else _unsafe_root(spec),
+                            RECORD_INSIDE if iso.sandboxed else spec.recordings)
+    sink: list[bytes] = []
     try:
-        process = zygote.fork(argv, [write_end, output_write],
-                              seccomp_program(no_processes=True) if spec.no_processes else b"")
+        process = subprocess.Popen(command, cwd=spec.tree.work, env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_limits(limits),
+                                   start_new_session=True, close_fds=True,
+                                   pass_fds=[write_end] + ([seccomp_file.fileno()] if seccomp_file else []))
     finally:
         os.close(write_end)
-        os.close(output_write)
-    sink: list[bytes] = []
-    reader = threading.Thread(target=_drain, args=(os.fdopen(output_read, "rb"), limits.output_bytes, sink),
-                              daemon=True)
+        if seccomp_file is not None:
+            seccomp_file.close()
+    reader = threading.Thread(target=_drain, args=(process.stdout, limits.output_bytes, sink), daemon=True)
     reader.start()
     lines: queue.Queue = queue.Queue()
     control = threading.Thread(target=_control_lines, args=(read_end, lines), daemon=True)
     control.start()
-    if process is None:
-        control.join(timeout=5)
-        return ChildRun(None, output=zygote.failure())
 
     run = ChildRun(None)
     running: str | None = None
     calling: str | None = None
     started: set[str] = set()  # a test starts once: a forged "started" cannot buy more time
-    deadline = time.monotonic() + 120.0  # collection and imports before the first test
+    deadline = time.monotonic() + 120.0  # collection and imports (torch) before the first test
     # However the child talks, it cannot outlive every test's own limit, plus start-up.
     final = time.monotonic() + 120.0 + sum(min(s, spec.cap_seconds or s) + limits.grace_seconds
                                            for n, s in timeouts.items() if n not in spec.deselect)
@@ -838,7 +574,7 @@ def run_child(spec: ChildSpec, zygote: Zygote, limits: Limits, timeouts: dict[st
             line = lines.get(timeout=max(0.05, min(1.0, deadline - time.monotonic())))
         except queue.Empty:
             line = b""
-        if line is None:  # the run (and all it started) closed the pipe: it has ended
+        if line is None:  # the child closed its pipe: it has ended
             break
         if not line and process.poll() is not None and lines.empty():
             time.sleep(0.2)  # the last lines may still be on their way
@@ -867,22 +603,21 @@ def run_child(spec: ChildSpec, zygote: Zygote, limits: Limits, timeouts: dict[st
                 run.finished.append(running)
                 running, calling = None, None
                 deadline = min(final, time.monotonic() + 60.0)  # between tests: teardown, the next setup
-            elif kind == "exited" and isinstance(message.get("code"), int):
-                process.returncode = message["code"]
             continue
         if time.monotonic() > deadline:
-            process.kill()
+            _kill(process, spec.uid if iso.drop_to_uid else None)
             if running is not None:
                 limit = timeouts[running] if not spec.cap_seconds else min(timeouts[running], spec.cap_seconds)
                 run.failed[running] = _timeout_text(calling, limit)
                 run.hung_functions.append(calling or "")
             break
-    process.kill()  # anything the run left behind in its session
+    process.wait()
+    _kill(process, spec.uid if iso.drop_to_uid else None)  # anything the child left behind
     reader.join(timeout=5)
-    run.returncode = process.poll()
+    run.returncode = process.returncode
     run.output = b"".join(sink).decode("utf-8", "replace")
     if running is not None and running not in run.failed:
-        run.failed[running] = (f"the sandboxed run died in this test (exit status {run.returncode}): "
+        run.failed[running] = (f"the sandboxed run died in this test (exit status {process.returncode}): "
                                "a crash, os._exit, or a resource limit")
     return run
 
@@ -924,20 +659,6 @@ def recordings_dir(work: Path, tag: str, uid: int | None) -> Path:
     if uid is not None:
         os.chown(path, uid, uid)
     return path
-
-
-def recordings_root(work: Path, tag: str, uid: int | None, names: list[str]) -> Path:
-    """A zygote's recordings: a directory per kata (`names`), each only the child's (0700,
-    owned by its uid), in a root the child may enter but not change (0711, the grader's): a
-    run cannot put a link, or anything else, where another kata's recordings go."""
-    root = work / f"rec-{tag}"
-    root.mkdir(mode=0o711 if uid is not None else 0o700)
-    for name in names:
-        path = root / name
-        path.mkdir(mode=0o700)
-        if uid is not None:
-            os.chown(path, uid, uid)
-    return root
 
 
 def workdir() -> Path:

@@ -18,7 +18,7 @@ from graders.reports import Report
 class FakeJob(GradeJob):
     """Grades without a sandbox: a submission called `broken` raises, the others score 1."""
 
-    def grade(self, submission, workers=None, collections=None, replays=None):
+    def grade(self, submission, workers=None, collections=None):
         if submission.name == "broken":
             raise ValueError("week2/micrograd.py: something went wrong")
         report = Report(str(submission))

@@ -232,7 +232,7 @@ def test_report_names_the_protections_and_hides_hidden_test_output(graded):
     for protection in ("bubblewrap", "seccomp", "hidden tests in their own sandbox", "no network"):
         assert any(protection in p for p in protections), (protection, protections)
     if os.geteuid() == 0:
-        assert "unprivileged uid per sandbox" in protections
+        assert "unprivileged uid per child" in protections
     report = graded["honest_reference"]
     hidden = [t for t in report["tests"] if t["hidden"]]
     assert hidden and all(t["visibility"] == "after_published" for t in hidden)

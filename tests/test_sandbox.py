@@ -203,8 +203,10 @@ def test_host_binds_under_tmp_are_made_after_the_private_tmp(tmp_path, monkeypat
     monkeypatch.setattr(sandbox, "_host_paths", lambda: [venv])
     monkeypatch.setattr(sandbox, "_system_binds", lambda: ["--dev-bind", "/dev/nvidia0", "/dev/nvidia0"])
     tree = sandbox.Tree(tmp_path, tmp_path / "base")
+    spec = sandbox.ChildSpec(tree, tmp_path / "tests", ["katas/week2/test_attention.py"], tmp_path / "rec", None,
+                             False, [], [], 60.0, None)
     iso = sandbox.Isolation(sandboxed=True, protections=[], drop_to_uid=False)
-    command = sandbox._sandboxed(["python"], tree, tmp_path / "tests", tmp_path / "rec", None, iso, seccomp_fd=None)
+    command, _ = sandbox._command(spec, iso, control_fd=3, seccomp_fd=None)
     position = {tuple(command[i:i + 2]): i for i in range(len(command) - 1)}
     assert position[("--tmpfs", "/tmp")] < position[("--ro-bind", str(venv))]
     assert position[("--dev", "/dev")] < position[("--dev-bind", "/dev/nvidia0")]
