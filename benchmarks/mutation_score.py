@@ -96,10 +96,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENT_DIR = ROOT / "tests" / "mutants" / "equivalent"
@@ -381,16 +378,15 @@ def _run_kata_in(tmp: Path, kata: str, args, result: KataResult) -> None:
         elif res.worker_outcome != WorkerOutcome.NORMAL or res.test_outcome == TestOutcome.INCOMPETENT:
             mutant.outcome = "incompetent"
             mutant.reason = (res.output or res.worker_outcome.value)[-300:]
-        elif res.test_outcome == TestOutcome.KILLED:
-            mutant.outcome = "timeout" if res.output == "timeout" else "killed"
-            hit = next((e for e in equivalents if e.matches(mutant)), None)
-            if hit:
-                hit.used = True
-                result.killed_equivalents.append(mutant.describe(result.module))
         else:
             hit = next((e for e in equivalents if e.matches(mutant)), None)
             if hit:
                 hit.used = True
+            if res.test_outcome == TestOutcome.KILLED:
+                mutant.outcome = "timeout" if res.output == "timeout" else "killed"
+                if hit:
+                    result.killed_equivalents.append(mutant.describe(result.module))
+            elif hit:
                 mutant.outcome, mutant.reason = "equivalent", hit.reason
             else:
                 mutant.outcome = "survived"

@@ -297,27 +297,20 @@ def test_agent_reports_parse_errors_and_continues():
                "a step that does not parse should come back as 'Observation: Error: ...'", hint="parse_error_recovery")
 
 
-@pytest.mark.points(1)
-def test_agent_cuts_at_an_observation_in_any_case():
+@pytest.mark.parametrize("observation", [
+    pytest.param("Observation: Lyon", marks=pytest.mark.points(2), id="as_written"),
+    pytest.param("  observation : Lyon", marks=pytest.mark.points(1), id="any_case_and_spacing"),
+])
+def test_agent_ignores_an_observation_written_by_the_model(observation):
     llm = ScriptedLLM([
-        "Thought: look it up\nAction: lookup\nAction Input: capital of France\n  observation : Lyon\nFinal Answer: Lyon",
+        f"Thought: look it up\nAction: lookup\nAction Input: capital of France\n{observation}\nFinal Answer: Lyon",
         "Thought: The table says Paris.\nFinal Answer: Paris",
     ])
     answer = hinted("hallucinated_observation", react.run_agent, llm, dict(TOOLS), QUESTION)
     check.equal(answer, "Paris", what="run_agent's answer", hint="hallucinated_observation")
-    check.that(len(llm.prompts) == 2 and "Lyon" not in llm.prompts[1],
-               "everything from the model's own '  observation :' line on must be cut before it goes in the scratchpad",
-               hint="hallucinated_observation")
-
-
-@pytest.mark.points(2)
-def test_agent_ignores_an_observation_written_by_the_model():
-    llm = ScriptedLLM([
-        "Thought: look it up\nAction: lookup\nAction Input: capital of France\nObservation: Lyon\nFinal Answer: Lyon",
-        "Thought: The table says Paris.\nFinal Answer: Paris",
-    ])
-    answer = hinted("hallucinated_observation", react.run_agent, llm, dict(TOOLS), QUESTION)
-    check.equal(answer, "Paris", what="run_agent's answer", hint="hallucinated_observation")
+    check.that(len(llm.prompts) == 2 and "Observation: Paris" in llm.prompts[1] and "Lyon" not in llm.prompts[1],
+               f"everything from the model's own {observation.strip()!r} line on must be cut, and the tool's "
+               "observation (Paris) must take its place", hint="hallucinated_observation")
     check.that(len(llm.prompts) == 2 and "Observation: Paris" in llm.prompts[1] and "Lyon" not in llm.prompts[1],
                "the tool's observation (Paris) must replace the one the model invented (Lyon)",
                hint="hallucinated_observation")
