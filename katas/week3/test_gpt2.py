@@ -267,7 +267,7 @@ def test_model_keeps_its_config():
     `model.config.n_layer`)."""
     model = gpt2.GPT(_config(_hf().config))
     check.equal(in_one_crossing(gpt2, _kept_config, model), oracle(transformers_config_fields),
-                what="model.config's fields")
+                what="model.config's fields", hint="config_kept")
 
 
 @pytest.mark.points(1)

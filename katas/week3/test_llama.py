@@ -95,9 +95,9 @@ def test_rmsnorm_has_one_parameter_and_keeps_eps():
     `eps` is the eps it was given."""
     norm = llama.RMSNorm(6, eps=1e-3)
     got = norm.with_grad(randn(2, 6, seed=9))
-    check.equal(sorted(got.parameters), ["weight"], what="RMSNorm's trainable parameters")
+    check.equal(sorted(got.parameters), ["weight"], what="RMSNorm's trainable parameters", hint="rms_parameters")
     eps = norm.eps
-    check.equal(eps, 1e-3, what="RMSNorm(6, eps=1e-3).eps")
+    check.equal(eps, 1e-3, what="RMSNorm(6, eps=1e-3).eps", hint="rms_parameters")
 
 
 @pytest.mark.points(1)

@@ -187,7 +187,7 @@ def test_mcqa_accuracy_is_a_python_float():
     for options in ({}, {"choice_lengths": lengths}):
         got = metrics.mcqa_accuracy(logprobs, gold, **options)
         check.that(isinstance(got, float), f"mcqa_accuracy(..., {', '.join(options) or 'no lengths'}) should return a "
-                   f"Python float (the fraction correct), got {type(got).__name__}")
+                   f"Python float (the fraction correct), got {type(got).__name__}", hint="mcqa_float")
 
 
 @pytest.mark.points(1)

@@ -527,10 +527,12 @@ def test_masks_may_be_boolean():
     values, old_values, returns = randn(4, 6, seed=172), randn(4, 6, seed=173), randn(4, 6, seed=174)
     seq_adv = randn(4, seed=175)
     flags = mask.bool()
-    check.close(rl.ppo_value_loss(values, old_values, returns, flags, clip=0.3),
-                value_loss_oracle(values, old_values, returns, mask, 0.3), what="ppo_value_loss with a boolean mask")
-    check.close(rl.grpo_loss(logprobs, old, ref, seq_adv, flags, clip_eps=0.2, beta=0.04),
-                grpo_oracle(logprobs, old, ref, seq_adv, mask, 0.2, 0.04), what="grpo_loss with a boolean mask")
+    check.close(hinted("bool_mask", rl.ppo_value_loss, values, old_values, returns, flags, clip=0.3),
+                value_loss_oracle(values, old_values, returns, mask, 0.3), what="ppo_value_loss with a boolean mask",
+                hint="bool_mask")
+    check.close(hinted("bool_mask", rl.grpo_loss, logprobs, old, ref, seq_adv, flags, clip_eps=0.2, beta=0.04),
+                grpo_oracle(logprobs, old, ref, seq_adv, mask, 0.2, 0.04), what="grpo_loss with a boolean mask",
+                hint="bool_mask")
 
 
 @pytest.mark.points(1)

@@ -107,9 +107,9 @@ def expected_meta_patches(shape, p):
 def test_patchify_keeps_the_device():
     """Images on the meta device (no GPU needed): the patches stay there, in the images' dtype."""
     got = in_one_crossing(vision, _patchify_on_meta, (2, 3, 8, 12), 4)
-    check.that(not isinstance(got, str), f"{got}")
+    check.that(not isinstance(got, str), f"{got}", hint="patch_device")
     check.equal(got, oracle(expected_meta_patches, (2, 3, 8, 12), 4),
-                what="[device, dtype, shape] of patchify(float16 images on the meta device, 4)")
+                what="[device, dtype, shape] of patchify(float16 images on the meta device, 4)", hint="patch_device")
 
 
 # --- PatchEmbedding ------------------------------------------------------------------------
