@@ -330,6 +330,28 @@ def test_step_updates_parameters_in_place_in_their_dtype(dtype):
         check.close(got[1][i], expected[3][i], what=f"parameter {i} after 3 steps", hint="param_in_place")
 
 
+def _steps_on_the_meta_device(shapes, steps):
+    """Glue: the student's AdamW over parameters on the meta device (shapes and dtypes, no
+    data: what a step on a GPU checks, without a GPU); each parameter's device afterwards."""
+    ps = [torch.zeros(shape, device="meta", requires_grad=True) for shape in shapes]
+    opt = unwrap(optim.AdamW)(ps, lr=1e-2)
+    for _ in range(steps):
+        for p in ps:
+            p.grad = torch.zeros_like(p)
+        opt.step()
+    return [p.device.type for p in ps]
+
+
+@pytest.mark.points(1)
+def test_step_keeps_parameters_and_state_on_their_device():
+    """A model on a GPU: the state must be made on the parameter's device (the meta device
+    stands in for one here; a buffer on the CPU meets a meta gradient and the step raises)."""
+    shapes = [(3, 5), (4,)]
+    got = hinted("state_device", in_one_crossing, optim, _steps_on_the_meta_device, shapes, 2)
+    check.equal(got, ["meta"] * len(shapes), what="each parameter's device after 2 steps on the meta device",
+                hint="state_device")
+
+
 @pytest.mark.points(1)
 def test_adamw_takes_a_generator_of_parameters():
     """AdamW(model.parameters()): a generator, read once by torch.optim.Optimizer.__init__."""

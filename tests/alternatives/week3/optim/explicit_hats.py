@@ -22,8 +22,8 @@ class AdamW(torch.optim.Optimizer):
                     st = self.state[p]
                     if len(st) == 0:
                         st["t"] = torch.tensor(0.0, dtype=torch.float64)
-                        st["m"] = torch.zeros(p.shape, dtype=torch.float64)
-                        st["v"] = torch.zeros(p.shape, dtype=torch.float64)
+                        st["m"] = torch.zeros(p.shape, dtype=torch.float64, device=p.device)
+                        st["v"] = torch.zeros(p.shape, dtype=torch.float64, device=p.device)
                     st["t"] += 1
                     g = p.grad.double()
                     st["m"] = b1 * st["m"] + (1 - b1) * g
