@@ -282,7 +282,8 @@ def add_grade_command(sub) -> None:
     p.add_argument("--format", choices=list(FORMATS), default="text", help="the report's format on stdout")
     p.add_argument("--out", action="append", default=[], metavar="FILE",
                    help="write the report here instead of stdout, in the format its extension names "
-                        "(.json, .md, .xml for JUnit, .txt); repeatable")
+                        "(.json, .md, .xml for JUnit, .txt); repeatable; with --batch, FILE names each "
+                        "student's report with {student} (e.g. reports/{student}.md)")
     p.add_argument("--batch", default=None, help="a directory of submissions (one sub-directory each)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once with --batch")
     p.add_argument("--ray", default=None, metavar="ADDRESS",
@@ -305,6 +306,9 @@ def cmd_grade(args, console) -> int:
         if args.batch:
             if not Path(args.batch).is_dir():
                 raise FileNotFoundError(f"{args.batch} is not a directory")
+            unnamed = [out for out in args.out if "{student}" not in out]
+            if unnamed:
+                raise LookupError(f"with --batch, --out names each student's report with {{student}}: {unnamed[0]}")
             return _batch(args, console)
         if not args.submission:
             raise LookupError("name a submission directory (or --batch DIR)")
@@ -315,6 +319,7 @@ def cmd_grade(args, console) -> int:
         print(f"kata grade: {exc}", file=sys.stderr)
         return 2
     for out in args.out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(render(report, _format_for(out, args.format)))
     if not args.out:
         # Plain bytes: a console renderer would wrap lines inside JSON strings and XML.
@@ -351,7 +356,14 @@ def _batch(args, console) -> int:
                                        f"{r.score:g}", f"{r.max_score:g}", ""]))
             else:
                 lines.append(",".join([name, *([""] * len(katas)), "0", "", r.replace(",", ";")]))
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         Path(args.csv).write_text("\n".join(lines) + "\n")
+    for name, r in sorted(rows.items()):
+        if isinstance(r, Report):
+            for out in args.out:
+                path = Path(out.replace("{student}", name))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(render(r, _format_for(out, "text")))
     for name, r in sorted(rows.items()):
         console.print(f"{name}: " + (f"{r.score:g} / {r.max_score:g}" if isinstance(r, Report) else plain(r, 300)),
                       markup=False, highlight=False)

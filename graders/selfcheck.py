@@ -25,7 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from . import impl, runner
+from . import session as sessions
 
 TESTS_DIR = impl.PROJECT_ROOT / "tests"
 MUTANTS_DIR = TESTS_DIR / "mutants"
@@ -90,14 +93,39 @@ def make_root(base: Path, kata: str, source: str) -> Path:
 # --- running sessions --------------------------------------------------------------------
 
 
+class StopOnceReported:
+    """Ends a session at the first graded failure whose message contains `text`.
+
+    A mutant's verdict is "some graded test fails and names the mistake's hint": once one
+    has, the tests after it cannot change the verdict, only cost time (a mutant often breaks
+    the kata's first test, and its session would otherwise run every test of the kata)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    @pytest.hookimpl(trylast=True)  # after graders.plugin has recorded the test's result
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        kata_session = sessions.of(self.session.config)
+        last = kata_session.results[-1] if kata_session and kata_session.results else None
+        if (last and last["nodeid"] == report.nodeid and last["points"] and last["outcome"] in ("failed", "error")
+                and self.text in last["message"]):
+            self.session.shouldstop = f"a failure names {self.text!r}"
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+
+
 def _run_jobs_here(jobs: list[dict]) -> None:
     """Worker side: one pytest session per job, output swallowed, results to job['report']."""
     for job in jobs:
-        runner.run_quietly(job["tests"], impl=job["impl"], hidden=True, extra=("--kata-report", job["report"]))
+        stop = (StopOnceReported(job["stop_at"]),) if job.get("stop_at") else ()
+        runner.run_quietly(job["tests"], impl=job["impl"], hidden=True, plugins=stop,
+                           extra=("--kata-report", job["report"]))
 
 
 def run(jobs: list[dict], workers: int | None = None) -> dict[str, dict]:
-    """Run jobs ({id, tests, impl}) in worker processes; returns {id: report}."""
+    """Run jobs ({id, tests, impl}, and `stop_at`: a text that ends the job's session at the
+    first graded failure naming it) in worker processes; returns {id: report}."""
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
     with tempfile.TemporaryDirectory(prefix="kata-selfcheck-") as tmp:
         for i, job in enumerate(jobs):

@@ -22,7 +22,8 @@ class FakeJob(GradeJob):
         if submission.name == "broken":
             raise ValueError("week2/micrograd.py: something went wrong")
         report = Report(str(submission))
-        report.tests.append({"name": "t", "kata": "week2/micrograd", "score": 1, "max_score": 1})
+        report.tests.append({"name": "t", "kata": "week2/micrograd", "score": 1, "max_score": 1, "status": "passed",
+                             "output": "", "visibility": "visible", "hidden": False})
         report.katas["week2/micrograd"] = {"score": 1, "max_score": 1, "passed": 1, "failed": 0}
         return report
 
@@ -33,6 +34,31 @@ def test_local_executor_turns_one_submissions_error_into_its_result_and_grades_t
     assert set(results) == set(subs)
     assert results[tmp_path / "broken"] == "error: week2/micrograd.py: something went wrong"
     assert [results[tmp_path / n].score for n in ("alice", "carol")] == [1, 1]
+
+
+def test_batch_writes_each_students_report_where_out_names_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(GradeJob, "grade", FakeJob.grade)
+    batch = tmp_path / "batch"
+    for name in ("alice", "broken", "carol"):
+        (batch / name).mkdir(parents=True)
+    reports = tmp_path / "reports"  # made by kata grade, as --csv's directory is
+    assert cli.main(["grade", "--batch", str(batch), "--out", f"{reports}/{{student}}.json",
+                     "--out", f"{reports}/{{student}}.md", "--csv", str(tmp_path / "out" / "gradebook.csv"),
+                     "--unsafe-no-sandbox"]) == 0
+    assert (tmp_path / "out" / "gradebook.csv").read_text().splitlines()[1:] == [
+        "alice,1,1,1,", "broken,,0,,error: week2/micrograd.py: something went wrong", "carol,1,1,1,"]
+    assert sorted(p.name for p in reports.iterdir()) == ["alice.json", "alice.md", "carol.json", "carol.md"]
+    assert json.loads((reports / "carol.json").read_text())["score"] == 1
+    assert "1 / 1" in (reports / "alice.md").read_text()
+    assert "broken: error: week2/micrograd.py: something went wrong" in capsys.readouterr().out
+
+
+def test_batch_refuses_an_out_file_that_does_not_name_the_student(tmp_path, capsys):
+    (tmp_path / "alice").mkdir()
+    code = cli.main(["grade", "--batch", str(tmp_path), "--out", str(tmp_path / "all.json"), "--unsafe-no-sandbox"])
+    assert code == 2
+    assert capsys.readouterr().err == (f"kata grade: with --batch, --out names each student's report with "
+                                       f"{{student}}: {tmp_path / 'all.json'}\n")
 
 
 def test_ray_missing_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):

@@ -4,10 +4,14 @@ Each directory of tests/adversarial is a hostile submission with an `attack.toml
 which class of attack it is (issue 15's list, see tests/adversarial/README.md) and what
 must hold after grading. Most attack week2/attention and carry an honest week2/micrograd
 (the reference's): the attack must earn nothing, and micrograd must keep its full marks.
-Each is graded by the real `kata grade` command, in a subprocess, with hidden tests, as CI
-runs it (root: the sandbox's children run as uids of their own).
+They are graded as a course grades a class, by the real `kata grade --batch --jobs 2` in a
+subprocess, with hidden tests, as CI runs it (root: the sandbox's children run as uids of
+their own), next to an honest submission that must keep full marks; one batch per set of
+`kata grade` options the entries ask for.
 """
 
+import csv
+import hashlib
 import json
 import os
 import shutil
@@ -15,7 +19,6 @@ import subprocess
 import sys
 import time
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -40,31 +43,38 @@ def attack_spec(path: Path) -> dict:
 
 
 def submissions(tmp: Path) -> dict[str, Path]:
+    """Every entry, and three made here: a symlink to the reference, an honest neighbour (the
+    reference) and a partial one; each in the batch directory of the options it asks for."""
     subs = {}
     for src in sorted(ADVERSARIAL.iterdir()):
         if src.is_dir():
-            dst = tmp / src.name
+            dst = tmp / batch_of(attack_spec(src)) / src.name
             shutil.copytree(src, dst, symlinks=True)
             subs[src.name] = dst
-    symlinked = tmp / "symlinked"
+    week2 = tmp / batch_of({})
+    symlinked = week2 / "symlinked"
     (symlinked / "week2").mkdir(parents=True, exist_ok=True)
     (symlinked / "week2" / "attention.py").symlink_to(REFERENCE / "week2" / "attention.py")
     subs["symlinked"] = symlinked
-    subs["honest_reference"] = tmp / "honest"
-    shutil.copytree(REFERENCE, subs["honest_reference"])
-    subs["stubs"] = tmp / "stubs"
-    shutil.copytree(impl.NAMED_ROOTS["katas"], subs["stubs"], ignore=shutil.ignore_patterns("test_*", "*.toml"))
-    partial = tmp / "partial"
+    subs["honest_reference"] = week2 / "honest_reference"
+    shutil.copytree(REFERENCE / "week2", subs["honest_reference"] / "week2")
+    partial = week2 / "partial"
     (partial / "week2").mkdir(parents=True)
     source = (REFERENCE / "week2" / "attention.py").read_text()
     cut = source.index("def scaled_dot_product_attention")
     (partial / "week2" / "attention.py").write_text(source[:cut])  # softmax and causal_mask only
     subs["partial"] = partial
     for name, path in subs.items():
-        if name != "stubs" and not (path / "week2" / "micrograd.py").exists():
+        if not (path / "week2" / "micrograd.py").exists():
             (path / "week2").mkdir(parents=True, exist_ok=True)
             shutil.copy(REFERENCE / "week2" / "micrograd.py", path / "week2" / "micrograd.py")
     return subs
+
+
+def batch_of(spec: dict) -> str:
+    """The batch an entry is graded in: one per `--only` and grader environment."""
+    env = "-".join(f"{k}={v}" for k, v in sorted(spec.get("env", {}).items()))
+    return spec.get("only", "week2") + (f"-{hashlib.sha256(env.encode()).hexdigest()[:8]}" if env else "")
 
 
 def kata_grade(*args: str, timeout: float = 2400, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -75,18 +85,37 @@ def kata_grade(*args: str, timeout: float = 2400, env: dict | None = None) -> su
                           env=environment, capture_output=True, text=True, timeout=timeout)
 
 
-def grade(path: Path, out: Path, only: str, env: dict | None = None, test_timeout: float = 20) -> dict:
-    """`kata grade`; tests get 20 s each here (hanging attacks cost less of CI's time; the
-    honest code in these submissions needs a few seconds per test at most)."""
-    markdown, junit = out.with_suffix(".md"), out.with_suffix(".xml")
-    result = kata_grade(str(path), "--only", only, "--hidden", "--out", str(out), "--out", str(markdown),
-                        "--out", str(junit), "--test-timeout", str(test_timeout), env=env)
-    assert result.returncode == 0, f"kata grade failed on {path.name}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+def read_report(out: Path, output: str) -> dict:
+    """The JSON report at `out` with its Markdown and JUnit siblings and the grader's output."""
     report = json.loads(out.read_text())
-    report["_markdown"] = markdown.read_text()
-    report["_junit"] = junit.read_text()
-    report["_stdout"] = result.stdout + result.stderr
+    report["_markdown"] = out.with_suffix(".md").read_text()
+    report["_junit"] = out.with_suffix(".xml").read_text()
+    report["_stdout"] = output
     return report
+
+
+def grade(path: Path, out: Path, only: str, env: dict | None = None, test_timeout: float = 20) -> dict:
+    """`kata grade` of one submission; tests get 20 s each here (hanging attacks cost less of
+    CI's time; the honest code in these submissions needs a few seconds per test at most)."""
+    result = kata_grade(str(path), "--only", only, "--hidden", "--out", str(out), "--out", str(out.with_suffix(".md")),
+                        "--out", str(out.with_suffix(".xml")), "--test-timeout", str(test_timeout), env=env)
+    assert result.returncode == 0, f"kata grade failed on {path.name}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return read_report(out, result.stdout + result.stderr)
+
+
+def grade_batch(batch: Path, out: Path, only: str, env: dict | None = None, test_timeout: float = 20) -> dict[str, dict]:
+    """`kata grade --batch --jobs 2` of every submission in `batch`; {name: report}."""
+    reports = out / "{student}"
+    result = kata_grade("--batch", str(batch), "--jobs", "2", "--only", only, "--hidden", "--test-timeout",
+                        str(test_timeout), "--csv", str(out / "gradebook.csv"),
+                        *[a for ext in (".json", ".md", ".xml") for a in ("--out", f"{reports}{ext}")], env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"kata grade --batch failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    names = [p.name for p in sorted(batch.iterdir()) if p.is_dir()]
+    missing = [n for n in names if not (out / f"{n}.json").is_file()]
+    assert not missing, f"no report for {missing}: " + "\n".join(
+        line for line in output.splitlines() if line.split(":")[0] in missing)
+    return {name: read_report(out / f"{name}.json", output) for name in names}
 
 
 def as_list(value) -> list:
@@ -114,23 +143,18 @@ def course_fingerprint() -> dict[str, float]:
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("grading")
-    subs = submissions(tmp)
+    subs = submissions(tmp / "batches")
     for src in ADVERSARIAL.iterdir():  # a canary left by an earlier run would read as a breach
         spec = attack_spec(src) if src.is_dir() else {"expect": {}}
         for canary in as_list(spec["expect"].get("canary")) + as_list(spec.get("canary")):
             Path(canary).unlink(missing_ok=True)
     before = course_fingerprint()
-
-    def one(item):
-        name, path = item
-        spec = attack_spec(ADVERSARIAL / name) if (ADVERSARIAL / name).is_dir() else {}
-        started = time.monotonic()
-        report = grade(path, tmp / f"{name}.json", spec.get("only", "week2"), env=spec.get("env"))
-        report["_seconds"] = time.monotonic() - started
-        return name, report
-
-    with ThreadPoolExecutor(2) as pool:
-        reports = dict(pool.map(one, subs.items()))
+    reports, gradebooks = {}, {}
+    for batch in sorted((tmp / "batches").iterdir()):
+        spec = next(attack_spec(ADVERSARIAL / p.name) for p in batch.iterdir() if (ADVERSARIAL / p.name).is_dir())
+        reports.update(grade_batch(batch, tmp / "reports" / batch.name, spec.get("only", "week2"), env=spec.get("env")))
+        gradebooks[batch.name] = (tmp / "reports" / batch.name / "gradebook.csv").read_text()
+    reports["_gradebooks"] = gradebooks
     reports["_partial_live"] = live_score(subs["partial"])
     reports["_course_changed"] = sorted(k for k, v in course_fingerprint().items() if before.get(k) != v)
     return reports
@@ -211,14 +235,21 @@ def test_grading_changed_nothing_in_the_course(graded):
     assert graded["_course_changed"] == []
 
 
-def test_honest_reference_scores_full_marks(graded):
+def test_honest_neighbour_scores_full_marks_in_the_batch(graded):
+    """The reference, graded in the same batch as every attacker: nothing they did reached it."""
     report = graded["honest_reference"]
     assert report["max_score"] > 0 and report["score"] == report["max_score"], [
         t["name"] for t in report["tests"] if t["score"] < t["max_score"]]
 
 
-def test_stubs_score_zero(graded):
-    assert graded["stubs"]["score"] == 0 and graded["stubs"]["max_score"] > 0
+def test_batch_gradebook_agrees_with_each_students_report(graded):
+    """`--csv` and `--out reports/{student}.json` of one batch say the same."""
+    students = []
+    for gradebook in graded["_gradebooks"].values():
+        for row in csv.DictReader(gradebook.splitlines()):
+            assert float(row["total"]) == graded[row["student"]]["score"], row
+            students.append(row["student"])
+    assert sorted(students) == sorted(ATTACKS + ["honest_reference", "partial"])
 
 
 def test_partial_submission_scores_exactly_what_it_earned(graded):
@@ -236,7 +267,7 @@ def test_report_names_the_protections_and_hides_hidden_test_output(graded):
     report = graded["honest_reference"]
     hidden = [t for t in report["tests"] if t["hidden"]]
     assert hidden and all(t["visibility"] == "after_published" for t in hidden)
-    failing_hidden = [t for t in graded["stubs"]["tests"] if t["hidden"]]
+    failing_hidden = [t for t in graded["partial"]["tests"] if t["hidden"] and t["status"] != "passed"]
     assert failing_hidden and all(t["output"] == "failed (hidden test)" for t in failing_hidden)
 
 
@@ -244,9 +275,11 @@ def test_report_names_the_protections_and_hides_hidden_test_output(graded):
 
 
 def test_a_looping_function_costs_only_the_tests_that_call_it(tmp_path):
-    """`while True` in scaled_dot_product_attention: `kata grade --only week2` ends within
-    about three minutes, softmax, causal_mask and attention_numpy score as the reference does,
-    and micrograd keeps full marks."""
+    """`while True` in scaled_dot_product_attention: `kata grade --only week2` costs two full
+    test timeouts (sdpa's, then multi_head_attention's, which calls it) and little more:
+    softmax, causal_mask and attention_numpy score as the reference does, and micrograd keeps
+    full marks. (A 20 s limit instead of the default 60 s: the same policy, a third of CI's
+    time spent looping.)"""
     sub = tmp_path / "looping" / "week2"
     sub.mkdir(parents=True)
     source = (REFERENCE / "week2" / "attention.py").read_text()
@@ -256,9 +289,9 @@ def test_a_looping_function_costs_only_the_tests_that_call_it(tmp_path):
                                       f"    while True:\n        pass\n{body}")
     shutil.copy(REFERENCE / "week2" / "micrograd.py", sub / "micrograd.py")
     started = time.monotonic()
-    report = grade(sub.parent, tmp_path / "looping.json", "week2", test_timeout=60)  # the default
+    report = grade(sub.parent, tmp_path / "looping.json", "week2", test_timeout=20)
     seconds = time.monotonic() - started
-    assert seconds < 200, f"grading a looping submission took {seconds:.0f} s"
+    assert seconds < 2 * 20 + 80, f"grading a looping submission took {seconds:.0f} s"
     for t in report["tests"]:
         calls_it = "sdpa" in t["name"] or "mha" in t["name"]
         if t["kata"] == "week2/attention" and not calls_it:
@@ -270,57 +303,29 @@ def test_a_looping_function_costs_only_the_tests_that_call_it(tmp_path):
     assert "TIMEOUT in your `scaled_dot_product_attention`" in timed_out[0]["output"]
 
 
-def test_batch_grading_keeps_an_honest_neighbour_intact(tmp_path):
-    """`--batch --jobs 2`: attackers that look for other sandboxes (to copy or delete them)
-    graded next to an honest submission, which keeps full marks."""
-    batch = tmp_path / "batch"
-    shutil.copytree(REFERENCE, batch / "honest", ignore=shutil.ignore_patterns("week[13-8]"))
-    for src in sorted(ADVERSARIAL.iterdir()):
-        if src.is_dir() and attack_spec(src).get("class") in (4, 5):
-            shutil.copytree(src, batch / src.name, symlinks=True)
-            if not (batch / src.name / "week2" / "micrograd.py").exists():
-                shutil.copy(REFERENCE / "week2" / "micrograd.py", batch / src.name / "week2" / "micrograd.py")
-    gradebook = tmp_path / "gradebook.csv"
-    result = kata_grade("--batch", str(batch), "--jobs", "2", "--only", "week2", "--hidden", "--csv", str(gradebook),
-                        "--test-timeout", "20")
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = {line.split(",")[0]: line.split(",") for line in gradebook.read_text().splitlines()[1:]}
-    header = gradebook.read_text().splitlines()[0].split(",")
-    honest = dict(zip(header, rows["honest"]))
-    assert honest["total"] == honest["max"] and float(honest["max"]) > 0, honest
-    for name, row in rows.items():
-        if name != "honest":
-            assert float(dict(zip(header, row))["week2/attention"] or 0) == 0, (name, row)
-
-
 # --- the whole course: every kata's tests replay faithfully ------------------------------
 
 
 @pytest.fixture(scope="module")
 def whole_course(tmp_path_factory):
-    """The reference and the stubs, every week, graded with hidden tests (one subprocess each)."""
+    """The reference and the stubs, every week, graded with hidden tests: one batch of two."""
     tmp = tmp_path_factory.mktemp("course")
-    stubs = tmp / "stubs"
-    shutil.copytree(impl.NAMED_ROOTS["katas"], stubs, ignore=shutil.ignore_patterns("test_*", "*.toml"))
-    subs = {"reference": REFERENCE, "stubs": stubs}
-    env = {k: v for k, v in os.environ.items() if k != "KATA_IMPL"}
-
-    def one(item):
-        name, path = item
-        out = tmp / f"{name}.json"
-        result = subprocess.run([sys.executable, "-m", "graders.cli", "grade", str(path), "--hidden",
-                                 "--hidden-feedback", "--out", str(out)], cwd=impl.PROJECT_ROOT, env=env,
-                                capture_output=True, text=True, timeout=2400)
-        assert out.is_file(), f"kata grade wrote no report for {name}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
-        return name, json.loads(out.read_text())
-
-    with ThreadPoolExecutor(2) as pool:
-        return dict(pool.map(one, subs.items()))
+    batch = tmp / "batch"
+    shutil.copytree(REFERENCE, batch / "reference", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(impl.NAMED_ROOTS["katas"], batch / "stubs", ignore=shutil.ignore_patterns("test_*", "*.toml", "__pycache__"))
+    result = kata_grade("--batch", str(batch), "--jobs", "2", "--hidden", "--hidden-feedback",
+                        "--out", str(tmp / "reports" / "{student}.json"))
+    reports = {name: tmp / "reports" / f"{name}.json" for name in ("reference", "stubs")}
+    missing = [name for name, path in reports.items() if not path.is_file()]
+    assert not missing, f"kata grade wrote no report for {missing}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return {name: json.loads(path.read_text()) for name, path in reports.items()}
 
 
 def test_every_kata_of_the_reference_scores_full_marks_when_graded(whole_course):
-    """Record in the sandbox, replay in the trusted process: nothing may be lost on the way
-    (a test that reads student state the recording cannot carry would fail here)."""
+    """Record in the sandbox, with graders.withhold's stripped copies of every test file, and
+    replay the original tests in the trusted process: nothing may be lost on the way (a test
+    that reads student state the recording cannot carry, or needs a value the stripping
+    removed, would fail here as DIVERGED or INCOMPLETE)."""
     report = whole_course["reference"]
     graded = {t["kata"] for t in report["tests"]}
     assert len(graded) == len(catalog.all_katas()), sorted(graded)

@@ -70,7 +70,10 @@ def _run(jobs: list[Job], base: Path) -> dict:
                       else job.alternative.read_text(encoding="utf-8"))
             root = str(selfcheck.make_root(base / job.id.replace("/", "-").replace(":", "-") / "root", job.kata,
                                            source))
-        runs.append({"id": job.id, "tests": tests, "impl": root})
+        run = {"id": job.id, "tests": tests, "impl": root}
+        if job.mutant:  # its verdict is known at the first graded failure naming its hint
+            run["stop_at"] = f"Hint ({job.mutant.mistake}): {catalog.load(job.kata).hint_for(job.mutant.mistake)}"
+        runs.append(run)
     return selfcheck.run(runs)
 
 
