@@ -63,7 +63,8 @@ Equivalent mutants: `tests/mutants/equivalent/<kata-name>.toml` (e.g. `react.tom
 week8/react; kata names are unique across weeks). One table per mutant:
 
     [[equivalent]]
-    operator = "core/ReplaceComparisonOperator_Lt_LtE"   # cosmic-ray's operator name
+    operator = "core/ReplaceComparisonOperator_Lt_LtE"   # cosmic-ray's operator name, or a
+                                                         # shell-style pattern ("core/ReplaceBinaryOperator_BitOr_*")
     original = "if len(steps) < max_steps:"              # the mutated source line, as printed
     mutated = "if len(steps) <= max_steps:"              # optional: the line after mutation
     line = 42                                            # optional: pins one of identical lines
@@ -80,6 +81,7 @@ kata's docstring allows. A mutant a test could catch is a gap in the tests, not 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import importlib.util
 import json
 import os
@@ -141,7 +143,8 @@ class Equivalent:
     used: bool = False
 
     def matches(self, mutant: "Mutant") -> bool:
-        return (self.operator == mutant.operator and normalise(self.original) == normalise(mutant.original)
+        return (fnmatch.fnmatchcase(mutant.operator, self.operator)
+                and normalise(self.original) == normalise(mutant.original)
                 and (self.mutated is None or normalise(self.mutated) == normalise(mutant.mutated))
                 and (self.line is None or self.line == mutant.line))
 
