@@ -214,6 +214,16 @@ def test_k3_is_never_negative(a, b):
 
 
 @pytest.mark.points(1)
+def test_kl_kind_is_compared_by_value():
+    """`kind` may be a string made at run time (read from a config file, say): compare it
+    with ==. `kind is "k2"` holds only for strings Python happened to intern."""
+    logprobs, ref = -randn(2, 3, seed=42).abs(), -randn(2, 3, seed=43).abs()
+    kind = "".join(["k", "2"])  # equal to "k2", but another object
+    got = hinted("kl_kind_by_value", rl.kl_penalty, logprobs, ref, kind=kind)
+    check.close(got, (ref - logprobs) ** 2 / 2, hint="kl_kind_by_value", what="kl_penalty with kind 'k2' made at run time")
+
+
+@pytest.mark.points(1)
 def test_kl_penalty_rejects_an_unknown_kind():
     with check.raises(ValueError, hint="kl_unknown_kind"):
         rl.kl_penalty(torch.zeros(2), torch.zeros(2), kind="k4")
