@@ -319,13 +319,18 @@ def cmd_grade(args, console) -> int:
         print(f"kata grade: {exc}", file=sys.stderr)
         return 2
     for out in args.out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(render(report, _format_for(out, args.format)))
+        _write(Path(out), render(report, _format_for(out, args.format)))
     if not args.out:
         # Plain bytes: a console renderer would wrap lines inside JSON strings and XML.
         sys.stdout.write(render(report, args.format))
         sys.stdout.flush()
     return 0
+
+
+def _write(path: Path, text: str) -> None:
+    """A report or gradebook, in a directory made if missing (not lost after a long grade)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
 
 
 def _format_for(path: str, default: str) -> str:
@@ -356,14 +361,11 @@ def _batch(args, console) -> int:
                                        f"{r.score:g}", f"{r.max_score:g}", ""]))
             else:
                 lines.append(",".join([name, *([""] * len(katas)), "0", "", r.replace(",", ";")]))
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.csv).write_text("\n".join(lines) + "\n")
+        _write(Path(args.csv), "\n".join(lines) + "\n")
     for name, r in sorted(rows.items()):
         if isinstance(r, Report):
             for out in args.out:
-                path = Path(out.replace("{student}", name))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(render(r, _format_for(out, "text")))
+                _write(Path(out.replace("{student}", name)), render(r, _format_for(out, "text")))
     for name, r in sorted(rows.items()):
         console.print(f"{name}: " + (f"{r.score:g} / {r.max_score:g}" if isinstance(r, Report) else plain(r, 300)),
                       markup=False, highlight=False)

@@ -72,9 +72,14 @@ def _run(jobs: list[Job], base: Path) -> dict:
                                            source))
         run = {"id": job.id, "tests": tests, "impl": root}
         if job.mutant:  # its verdict is known at the first graded failure naming its hint
-            run["stop_at"] = f"Hint ({job.mutant.mistake}): {catalog.load(job.kata).hint_for(job.mutant.mistake)}"
+            run["stop_at"] = hint_line(job.mutant)
         runs.append(run)
     return selfcheck.run(runs)
+
+
+def hint_line(mutant: selfcheck.Mutant) -> str:
+    """What a failure that names the mutant's mistake carries (graders.check's hint line)."""
+    return f"Hint ({mutant.mistake}): {catalog.load(mutant.kata).hint_for(mutant.mistake)}"
 
 
 def graded(report):
@@ -103,11 +108,9 @@ def test_stubs_earn_no_points(job, reports):
 def test_mutant_is_caught_with_its_hint(job, reports):
     report = reports[job.id]
     assert report is not None, f"the session for mutant {job.id} did not produce a report"
-    kata = catalog.load(job.kata)
-    hint = kata.hint_for(job.mutant.mistake)
     failures = [r for r in graded(report) if r["outcome"] in ("failed", "error")]
     assert failures, f"mutant {job.id} ({job.mutant.mistake}) passes every test of {job.kata}"
-    named = [r for r in failures if f"Hint ({job.mutant.mistake}): {hint}" in r["message"]]
+    named = [r for r in failures if hint_line(job.mutant) in r["message"]]
     assert named, (f"mutant {job.id} fails {len(failures)} tests, but none names the mistake "
                    f"{job.mutant.mistake!r}; failures: {[r['nodeid'] for r in failures][:5]}")
 
