@@ -229,7 +229,10 @@ def copy_course(dest: Path) -> None:
 def child_env(course: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("KATA_IMPL", "KATA_HIDDEN", "PYTEST_ADDOPTS")}
     env.update(PYTHONPATH=str(course), PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1",
-               KATA_HYPOTHESIS_PROFILE="dev")  # the project's derandomized default profile
+               KATA_HYPOTHESIS_PROFILE="dev",  # the project's derandomized default profile
+               # optional Triton kernels (week3/flash_attention) run in Triton's interpreter on
+               # CPU tensors, so their correctness tests see the kernel's mutants without a GPU
+               TRITON_INTERPRET="1")
     return env
 
 

@@ -28,10 +28,12 @@ Optional, on a CUDA GPU: write the same loop as one Triton kernel,
 `flash_attention_triton(q, k, v, is_causal=False) -> (out, lse)` for fp16 q, k, v
 [..., L, d] with d a power of two. One program instance owns a tile of query rows of one
 (batch, head) and keeps m, l and acc in registers while it walks the key tiles, so the
-score tile never leaves the chip; `tl.dot` does both matmuls. The GPU test checks it
-against SDPA and times it against materialised attention and SDPA itself; without CUDA
-it is skipped. `TRITON_INTERPRET=1` runs Triton kernels on CPU tensors, slowly, for
-debugging.
+score tile never leaves the chip; `tl.dot` does both matmuls. One test checks it against
+SDPA on small ragged shapes (lengths that are not multiples of your tiles, causal or not,
+one or two leading dims); the GPU test times it against materialised attention and SDPA
+itself. Without CUDA both are skipped, unless you set `TRITON_INTERPRET=1` (with
+`pip install "triton>=3.7"`): Triton's interpreter then runs the kernel on CPU tensors,
+slowly, and the correctness test runs there.
 
 Run `pytest katas/week3/test_flash_attention.py`; `kata hint week3/flash_attention` for hints.
 """

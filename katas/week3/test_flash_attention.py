@@ -7,6 +7,7 @@ watches every tensor the call allocates and rejects any as large as the Lq x Lk 
 """
 
 import math
+import os
 
 import pytest
 import torch
@@ -221,6 +222,38 @@ def naive_attention(q, k, v, is_causal):
         mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril(k.shape[-2] - q.shape[-2])
         scores = scores.masked_fill(~mask, float("-inf"))
     return torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
+
+
+def triton_device():
+    """Where an optional Triton kernel can run: 'cuda' on a GPU, 'cpu' under Triton's own
+    interpreter (`TRITON_INTERPRET=1`, which runs kernels on CPU tensors); otherwise skip."""
+    pytest.importorskip("triton")
+    if not hasattr(flash.module(), "flash_attention_triton"):
+        pytest.skip("optional: no flash_attention_triton in your module")
+    if torch.cuda.is_available():
+        return "cuda"
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return "cpu"
+    pytest.skip("needs a CUDA GPU, or TRITON_INTERPRET=1 to run the kernel in Triton's interpreter")
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("batch, lq, lk, is_causal", [
+    ((2, 3), 5, 70, True),     # more (batch, head) programs than query rows; ragged key tile
+    ((3,), 200, 260, True),    # one leading dim; two query tiles of 128, the second ragged and
+                               # needing every key tile (the last one ragged too)
+    ((2, 2), 37, 53, False),   # not causal, every tile ragged
+])
+def test_optional_triton_kernel_matches_sdpa(batch, lq, lk, is_causal):
+    """If you also write `flash_attention_triton`: (out, lse) equal SDPA and logsumexp for fp16
+    inputs whose lengths are not multiples of the kernel's tiles, with and without causal
+    masking, for one or two leading dims. Runs on a GPU, or on the CPU with TRITON_INTERPRET=1."""
+    device = triton_device()
+    q, k, v = (t.to(device) for t in qkv(batch, lq, lk, 16, 16, seed=lq + lk, dtype=torch.float16))
+    expected = oracle(torch_attention, q, k, v, is_causal=is_causal)  # (out, lse) in float64
+    out, lse = flash.flash_attention_triton(q, k, v, is_causal=is_causal)
+    check.close(out, expected[0].to(torch.float16), what="out", hint="causal_blocks" if is_causal else "ragged_last_block")
+    check.close(lse, expected[1].float(), what="lse", hint="lse_wrong")
 
 
 @pytest.mark.gpu

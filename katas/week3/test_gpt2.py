@@ -362,10 +362,11 @@ def filtered_probs(prompt, temperature, top_k):
 
 
 @pytest.mark.points(2)
-@pytest.mark.parametrize("temperature, top_k", [(0.7, 8), (1.5, None)])
+@pytest.mark.parametrize("temperature, top_k", [(0.7, 8), (1.5, None), (None, None)])
 def test_sampling_follows_the_filtered_distribution(temperature, top_k):
     """4000 draws of the next token (one prompt repeated 4000 times in the batch) follow
     softmax(top_k(logits / temperature)), with the probabilities from transformers' logits.
+    temperature None: not passed, so the signature's default, 1.0.
 
     Chi-square goodness of fit at p < 1e-6: a correct sampler fails with probability 1e-6
     (and the generator is seeded, so a result never changes between runs). With these
@@ -374,20 +375,24 @@ def test_sampling_follows_the_filtered_distribution(temperature, top_k):
     n = 4000
     prompt = _tokens(1, 4, seed=8)
     model = _loaded(_state_dict())
-    out = model.generate(prompt.expand(n, -1).contiguous(), 1, temperature=temperature, top_k=top_k,
-                         generator=torch.Generator().manual_seed(8))
+    options = {} if temperature is None else {"temperature": temperature}
+    out = model.generate(prompt.expand(n, -1).contiguous(), 1, top_k=top_k,
+                         generator=torch.Generator().manual_seed(8), **options)
     check.that(isinstance(out, torch.Tensor) and list(out.shape) == [n, 5] and out.dtype == torch.long
                and bool(((out >= 0) & (out < _hf().config.vocab_size)).all()),
                f"generate should return a LongTensor [{n}, 5] (prompt + 1 token) of ids in [0, vocab_size)", about=out)
 
-    probs = oracle(filtered_probs, prompt, temperature, top_k)
+    probs = oracle(filtered_probs, prompt, 1.0 if temperature is None else temperature, top_k)
     drawn = out[:, -1]
     if top_k is not None:
         outside = oracle(lambda: int((probs[drawn] == 0).sum()))
         check.that(outside == 0, f"{outside} of {n} sampled tokens are outside the top {top_k}", hint="sampling", about=out)
     p = oracle(lambda: _chi_square_p_value(torch.bincount(drawn, minlength=probs.numel()), probs))
-    check.that(p > 1e-6, f"the sampled tokens do not follow softmax(top_k(logits / temperature)): "
-                         f"chi-square p-value {p:.2g} over {n} draws", hint="sampling", about=out)
+    check.that(p > 1e-6, f"the sampled tokens do not follow softmax(top_k(logits / temperature)) "
+                         f"(temperature={1.0 if temperature is None else temperature}"
+                         f"{', not passed: the default' if temperature is None else ''}): "
+                         f"chi-square p-value {p:.2g} over {n} draws",
+               hint="default_temperature" if temperature is None else "sampling", about=out)
 
 
 @pytest.mark.points(1)

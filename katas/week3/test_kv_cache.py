@@ -230,7 +230,8 @@ class CountingModel:
 def _drive(idx, max_new_tokens, use_cache):
     """generate_greedy on a CountingModel; the tokens and the call log as plain data (one crossing)."""
     model = CountingModel()
-    out = unwrap(kv_cache.generate_greedy)(model, idx, max_new_tokens, use_cache=use_cache)
+    options = {} if use_cache is None else {"use_cache": use_cache}  # None: the default
+    out = unwrap(kv_cache.generate_greedy)(model, idx, max_new_tokens, **options)
     caches = [call["cache"] for call in model.calls]
     return {
         "out": out,
@@ -269,6 +270,17 @@ def test_cached_decoding_runs_the_prompt_once_then_one_token_per_step(max_new_to
                f"every call should get the same KVCache: {got['caches']} different caches, "
                f"{got['with_cache'].count(False)} calls without one", hint="cached_mismatch")
     check.that(not got["grad"], "the model ran with autograd on: decode under torch.no_grad()", hint="cache_not_used")
+
+
+@pytest.mark.points(1)
+def test_the_cache_is_used_by_default():
+    """generate_greedy(model, idx, n) with no use_cache uses the cache (the signature's default
+    is True): the prompt once, then one token per call."""
+    idx = torch.randint(0, COUNTING_VOCAB, (2, 3), generator=torch.Generator().manual_seed(52))
+    got = in_one_crossing(kv_cache, _drive, idx, 3, None)
+    check.equal(got["out"], oracle(counting_greedy, idx, 3), hint="greedy", what="tokens of greedy decoding")
+    check.equal(got["lengths"], [3, 1, 1], hint="use_cache_default",
+                what="tokens per model call with use_cache left at its default (True)")
 
 
 @pytest.mark.points(1)

@@ -101,6 +101,16 @@ def test_rmsnorm_has_one_parameter_and_keeps_eps():
 
 
 @pytest.mark.points(1)
+def test_rmsnorm_default_eps_is_1e_6():
+    """RMSNorm(dim) with no eps given uses the signature's eps = 1e-6, seen on activations so
+    small (mean(x**2) ~ 1e-6) that eps moves the output."""
+    x = randn(3, 16, seed=13, scale=1e-3)
+    norm = llama.RMSNorm(16)
+    with torch.no_grad():
+        check.close(norm(x), oracle(hf_rmsnorm, x, torch.ones(16), 1e-6), hint="rms_default_eps")
+
+
+@pytest.mark.points(1)
 def test_rmsnorm_eps_inside_the_square_root():
     # tiny activations: mean(x**2) ~ 1e-6 is comparable with eps, so where eps goes matters
     x = randn(3, 16, seed=3, scale=1e-3)
@@ -320,8 +330,9 @@ def seeded_llama_attention(d_model, n_heads, n_kv_heads, theta, seed=0, weights=
 
 
 def student_attention(theirs, d_model, n_heads, n_kv_heads, theta):
-    """The student's attention with the weights of `theirs`."""
-    ours = llama.GroupedQueryAttention(d_model, n_heads, n_kv_heads, rope_theta=theta)
+    """The student's attention with the weights of `theirs` (theta None: rope_theta not passed)."""
+    options = {} if theta is None else {"rope_theta": theta}
+    ours = llama.GroupedQueryAttention(d_model, n_heads, n_kv_heads, **options)
     names = ("q_proj", "k_proj", "v_proj", "o_proj")
     for name in names:
         check.equal(tuple(getattr(ours, name).weight.shape), tuple(getattr(theirs, name).weight.shape),
@@ -503,9 +514,10 @@ def test_attention_uses_its_rope_theta():
     weights = {name: w.detach() for name, w in theirs.state_dict().items()}
     x = randn(1, 8, 32, seed=41)
     positions = torch.tensor([0, 3, 9, 10, 30, 31, 60, 100])
-    ours = student_attention(theirs, 32, 4, 4, 10000.0)
-    with torch.no_grad():  # first at the default theta, so that a failure below is about theta alone
-        check.close(ours(x, positions), hf_attention(theirs, x, positions, 10000.0), hint="gqa_attention")
+    ours = student_attention(theirs, 32, 4, 4, None)
+    with torch.no_grad():  # first at the default theta (10000), so that a failure below is about theta alone
+        check.close(ours(x, positions), hf_attention(theirs, x, positions, 10000.0), hint="rope_theta_default",
+                    what="output of GroupedQueryAttention(32, 4, 4) with rope_theta left at its default")
     theirs = seeded_llama_attention(32, 4, 4, 50.0, weights=weights)
     ours = student_attention(theirs, 32, 4, 4, 50.0)
     with torch.no_grad():

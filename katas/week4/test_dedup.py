@@ -96,6 +96,18 @@ def test_signature_matches_the_fixed_hash_family(case):
 
 
 @pytest.mark.points(1)
+def test_signature_defaults_are_128_permutations_with_seed_0():
+    """minhash_signature(shingles) with num_perm and seed left out is minhash_signature(shingles,
+    num_perm=128, seed=0): the signatures' defaults."""
+    shingle_set = {"the cat sat on the", "cat sat on the mat", "sat on the mat today"}
+    default = dedup.minhash_signature(shingle_set)
+    explicit = dedup.minhash_signature(shingle_set, num_perm=128, seed=0)
+    check.equal([int(v) for v in default], [int(v) for v in explicit],
+                what="minhash_signature(shingles) against minhash_signature(shingles, num_perm=128, seed=0)",
+                hint="default_arguments")
+
+
+@pytest.mark.points(1)
 @pytest.mark.parametrize("num_perm", [1, 16])
 def test_signature_of_the_empty_set(num_perm):
     sig = dedup.minhash_signature(set(), num_perm=num_perm, seed=0)

@@ -143,3 +143,14 @@ def test_hidden_deduplicate_uses_num_perm_and_seed(seed, num_perm):
     check.equal([int(i) for i in got], want, what=f"indices kept (threshold=1.0, num_perm={num_perm}, seed={seed})",
                 hint=oracle(dedup_argument_mistake, got, docs, num_perm, seed))
 
+
+@pytest.mark.points(1)
+def test_hidden_deduplicate_defaults_are_128_permutations_and_seed_0():
+    """deduplicate(docs, threshold=1.0) with num_perm and seed left out keeps what num_perm=128,
+    seed=0 keep. Near copies of 1000 words (J ~0.996: all 128 positions equal with probability
+    ~0.6) make the kept set depend on both: seed 1, or 64 or 256 permutations, keep other sets."""
+    docs = near_copy_corpus(60, n_bases=3, n_words=1000)
+    got = dedup.deduplicate(docs, threshold=1.0)
+    want = ref.deduplicate(docs, threshold=1.0, num_perm=128, seed=0)
+    check.equal([int(i) for i in got], want, what="indices kept (threshold=1.0, num_perm and seed not passed)",
+                hint="default_arguments")

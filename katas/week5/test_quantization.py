@@ -292,6 +292,22 @@ def test_nf4_blocks_and_nearest_codes(shape, block_size):
 
 
 @pytest.mark.points(1)
+def test_nf4_default_block_size_is_64():
+    """Without block_size, nf4_quantize and nf4_dequantize cut blocks of 64 (the signatures'
+    default): 150 values are blocks of 64, 64 and 22."""
+    x = randn(3, 50, seed=40, scale=0.1)
+    x.view(-1)[::13] *= 8.0
+    expected = oracle(nf4_oracle, x, 64, nf4_table_from_quantiles())  # (codes, absmax)
+    codes, absmax = quant.nf4_quantize(x)
+    check.close(absmax, expected[1], what="absmax per block of nf4_quantize(x)", hint="nf4_default_block_size")
+    check.equal(codes, expected[0], what="codes of nf4_quantize(x)", hint="nf4_default_block_size")
+    back = quant.nf4_dequantize(codes, absmax, x.shape)
+    check.close(back, (nf4_table_from_quantiles()[expected[0].long()] * torch.cat(
+        [a.expand(min(64, x.numel() - i * 64)) for i, a in enumerate(expected[1].double())]
+    )).float().reshape(x.shape), what="nf4_dequantize(codes, absmax, shape)", hint="nf4_default_block_size")
+
+
+@pytest.mark.points(1)
 def test_nf4_matches_golden_fixture():
     data = fixtures.load("week5/quantization")
     codes, absmax = quant.nf4_quantize(data["nf4_x"], block_size=data["nf4_block_size"])
@@ -623,6 +639,33 @@ def test_quantized_linear_uses_group_size(method, bits):
     layer = quant.QuantizedLinear(linear, method=method, bits=bits, group_size=8)
     x = randn(3, 32, seed=36)
     expected = oracle(quantized_linear_oracle, linear, x, method, bits, 8)
+    with torch.no_grad():
+        out = layer(x)
+    check.close(out, expected, hint="ignored_argument", **FLOAT32_REDUCTION)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("build", ["QuantizedLinear", "from_linear"])
+def test_quantized_linear_defaults_are_absmax_8_bits_per_row(build):
+    """QuantizedLinear(linear) and QuantizedLinear.from_linear(linear) with nothing else given:
+    method="absmax", bits=8, group_size=None (one scale per output row), the signatures' defaults."""
+    linear = linear_with(randn(5, 24, seed=41) * torch.linspace(0.01, 3.0, 24), randn(5, seed=42))
+    layer = quant.QuantizedLinear(linear) if build == "QuantizedLinear" else quant.QuantizedLinear.from_linear(linear)
+    x = randn(3, 24, seed=43)
+    expected = oracle(quantized_linear_oracle, linear, x, "absmax", 8, None)
+    with torch.no_grad():
+        out = layer(x)
+    check.close(out, expected, hint="quantized_linear_defaults", what=f"{build}(linear) output", **FLOAT32_REDUCTION)
+
+
+@pytest.mark.points(1)
+@pytest.mark.parametrize("method,bits", [("absmax", 8), ("zeropoint", 4)])
+def test_quantized_linear_small_groups(method, bits):
+    """group_size may be any divisor of in_features, even 2: one scale per pair of weights."""
+    linear = linear_with(randn(4, 16, seed=37), randn(4, seed=38))
+    layer = quant.QuantizedLinear(linear, method=method, bits=bits, group_size=2)
+    x = randn(3, 16, seed=39)
+    expected = oracle(quantized_linear_oracle, linear, x, method, bits, 2)
     with torch.no_grad():
         out = layer(x)
     check.close(out, expected, hint="ignored_argument", **FLOAT32_REDUCTION)

@@ -344,17 +344,19 @@ def test_beam_search_matches_generate_without_eos(seed, num_beams, length_penalt
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("seed,num_beams,length_penalty,eos_at",
                          [(0, 3, 0.5, 1), (1, 2, 1.0, 1), (1, 3, 1.0, 2), (2, 3, -0.5, 3), (4, 4, 2.0, 2),
-                          (5, 3, 1.0, 0)])
+                          (5, 3, 1.0, 0), (1, 3, None, 2), (5, 3, None, 0)])  # None: not passed (the default, 1.0)
 def test_beam_search_matches_generate_with_eos(seed, num_beams, length_penalty, eos_at):
     # The EOS id is a token the search really produces: the one the oracle's own beam
     # search (without EOS) generates at position `eos_at`, so finished hypotheses matter.
     model = tiny_gpt2()
     prompt = torch.randint(1, 512, (1, 6), generator=torch.Generator().manual_seed(seed))
-    eos = int(hf_beam_search(model, prompt, num_beams, 10, length_penalty, None)[0, 6 + eos_at])
-    expected = oracle(lambda: hf_beam_search(model, prompt, num_beams, 10, length_penalty, eos))
-    out = sampling.beam_search(logits_fn(model), prompt, num_beams, 10, length_penalty=length_penalty,
-                               eos_token_id=eos)
-    check.equal(out, expected, hint="beam_search_rules")
+    penalty = 1.0 if length_penalty is None else length_penalty
+    eos = int(hf_beam_search(model, prompt, num_beams, 10, penalty, None)[0, 6 + eos_at])
+    expected = oracle(lambda: hf_beam_search(model, prompt, num_beams, 10, penalty, eos))
+    options = {} if length_penalty is None else {"length_penalty": length_penalty}
+    out = sampling.beam_search(logits_fn(model), prompt, num_beams, 10, eos_token_id=eos, **options)
+    check.equal(out, expected, hint="beam_search_rules" if length_penalty is not None else "beam_default_length_penalty",
+                what="beam" + ("" if length_penalty is not None else " (length_penalty not passed: 1.0)"))
 
 
 @pytest.mark.points(2)
@@ -659,3 +661,23 @@ def test_speculative_greedy_acceptance_rate(k, n):
     _, rate = sampling.speculative_decode(TARGET_CYCLE, DRAFT_CYCLE, prompt, n, k=k, temperature=0.0)
     check.close(rate, oracle(greedy_acceptance_rate, TARGET_CYCLE, DRAFT_CYCLE, prompt, n, k), what="acceptance rate",
                 hint="speculative_draft_length")
+
+
+# Greedy paths of period 5: the target cycles 0 -> 1 -> 2 -> 3 -> 4 -> 0; the draft agrees except
+# after 4. A round that starts at 0 with 4 proposals (1, 2, 3, 4) never asks the draft about 4, so
+# the acceptance rate is 1.0 with k = 4 and below it with 3 or 5.
+TARGET_CYCLE5 = Bigram([[0.125, 0.5, 0.125, 0.125, 0.125], [0.125, 0.125, 0.5, 0.125, 0.125],
+                        [0.125, 0.125, 0.125, 0.5, 0.125], [0.125, 0.125, 0.125, 0.125, 0.5],
+                        [0.5, 0.125, 0.125, 0.125, 0.125]])
+DRAFT_CYCLE5 = Bigram([[0.125, 0.5, 0.125, 0.125, 0.125], [0.125, 0.125, 0.5, 0.125, 0.125],
+                       [0.125, 0.125, 0.125, 0.5, 0.125], [0.125, 0.125, 0.125, 0.125, 0.5],
+                       [0.125, 0.5, 0.125, 0.125, 0.125]])
+
+
+@pytest.mark.points(1)
+def test_speculative_default_draft_length_is_4():
+    """speculative_decode without k drafts k = 4 tokens per round (the signature's default)."""
+    prompt = torch.tensor([[0]])
+    _, rate = sampling.speculative_decode(TARGET_CYCLE5, DRAFT_CYCLE5, prompt, 7, temperature=0.0)
+    check.close(rate, oracle(greedy_acceptance_rate, TARGET_CYCLE5, DRAFT_CYCLE5, prompt, 7, 4),
+                what="acceptance rate with k not passed (4)", hint="speculative_default_k")

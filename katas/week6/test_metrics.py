@@ -483,6 +483,25 @@ def test_pass_at_k_grows_with_k():
                     hint="pass_at_k_k")
 
 
+# Two nearly separate groups ({a, d} and {b, c}, joined by one game): the MM updates converge
+# slowly, so the fits after 99, 100 and 101 updates differ by about 0.6%.
+SLOW_GAMES = [("b", "c", 1.0), ("a", "d", 1.0), ("a", "d", 1.0), ("b", "c", 1.0), ("c", "d", 1.0),
+              ("c", "b", 0.5), ("d", "a", 1.0), ("c", "b", 0.0), ("a", "d", 1.0)]
+
+
+@pytest.mark.points(1)
+def test_bradley_terry_default_is_100_iterations():
+    """bradley_terry(games) without iterations runs 100 MM updates (the signature's default): on
+    games that converge slowly it equals bradley_terry(games, iterations=100), and not the fit of
+    99 or 101 updates."""
+    default = metrics.bradley_terry(SLOW_GAMES)
+    hundred = metrics.bradley_terry(SLOW_GAMES, iterations=100)
+    check.equal(sorted(default), sorted(hundred), what="players")
+    gap = max(abs(math.log(default[p]) - math.log(hundred[p])) for p in sorted(hundred))
+    check.that(gap < 1e-9, f"bradley_terry(games) and bradley_terry(games, iterations=100) differ (largest log gap "
+               f"{gap:.2g}): without `iterations`, run 100 MM updates", hint="bt_default_iterations")
+
+
 @pytest.mark.points(1)
 def test_bradley_terry_runs_the_given_number_of_iterations():
     # One MM update from any starting point is far from the fit that 100 updates reach.

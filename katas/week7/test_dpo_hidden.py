@@ -55,3 +55,15 @@ def test_ipo_and_simpo_on_fresh_logps(seed):
     lc, lr = torch.randint(1, 40, (8,), generator=g).float(), torch.randint(1, 40, (8,), generator=g).float()
     check.close(dpo.simpo_loss(pc, pr, lc, lr, beta=2.5, gamma=1.0), model.simpo_loss(pc, pr, lc, lr, beta=2.5, gamma=1.0),
                 what="simpo_loss")
+
+
+@pytest.mark.points(1)
+def test_dpo_loss_default_beta():
+    """dpo_loss without beta and label_smoothing uses beta=0.1 and no smoothing (the signature's
+    defaults): loss and rewards as the reference's with them given."""
+    fresh = logps(17)
+    loss, chosen, rejected = dpo.dpo_loss(*fresh)
+    want = model.dpo_loss(*fresh, beta=0.1, label_smoothing=0.0)
+    check.close(loss, want[0], hint="default_beta", what="loss without beta")
+    check.close(chosen, want[1], hint="default_beta", what="chosen_rewards without beta")
+    check.close(rejected, want[2], hint="default_beta", what="rejected_rewards without beta")

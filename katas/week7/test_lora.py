@@ -118,9 +118,24 @@ def test_adapter_shapes_and_init():
     # kaiming_uniform_(a=sqrt(5)) on [r, in] draws from U(-1/sqrt(in), 1/sqrt(in)).
     bound = 1 / math.sqrt(20)
     check.that(bool((A.detach().abs() <= bound + 1e-6).all()),
-               f"A's entries should lie in [-1/sqrt(in), 1/sqrt(in)] = ±{bound:.4f} (kaiming_uniform_, a=sqrt(5))")
+               f"A's entries should lie in [-1/sqrt(in), 1/sqrt(in)] = ±{bound:.4f} (kaiming_uniform_, a=sqrt(5))",
+               hint="a_init")
     check.that(bool(A.detach().std() > bound / 4), "A should be randomly initialised (not zero): "
-               "with A = B = 0 no gradient ever reaches B")
+               "with A = B = 0 no gradient ever reaches B", hint="a_init")
+
+
+@pytest.mark.points(1)
+def test_adapter_a_fills_its_whole_init_range():
+    """A [64, 256] has 16,384 draws from U(-1/16, 1/16): the largest |A| lies within 3% of 1/16
+    for every correct initialisation (the chance of all 16,384 falling short is 0.97**16384,
+    about 1e-217), and a narrower init (another gain, another `a`) stays below it."""
+    layer = lora.LoRALinear(make_linear(256, 8, seed=4), r=64, alpha=64.0)
+    largest = float(layer.A.detach().abs().max())
+    bound = 1 / math.sqrt(256)
+    check.that(0.97 * bound <= largest <= bound + 1e-6,
+               f"the largest |A| is {largest:.5f}; kaiming_uniform_(A, a=sqrt(5)) on A [64, 256] draws from "
+               f"U(-{bound:.5f}, {bound:.5f}), whose largest of 16,384 draws is within 3% of {bound:.5f}",
+               hint="a_init")
 
 
 @pytest.mark.points(3)
@@ -674,15 +689,18 @@ def test_qlora_matches_the_golden_nf4_layer():
 
 
 @pytest.mark.points(2)
-@pytest.mark.parametrize("block_size", [64, 32])
+@pytest.mark.parametrize("block_size", [64, 32, None])  # None: not passed, the default (64)
 def test_qlora_is_lora_over_your_dequantized_nf4_weight(block_size):
     base = make_linear(64, 24, seed=19)
     weight, bias = base.weight.detach().clone(), base.bias.detach().clone()
-    codes, absmax = quantization.nf4_quantize(weight, block_size=block_size)
-    w_dq = quantization.nf4_dequantize(codes, absmax, weight.shape, block_size=block_size).to(torch.float32)
-    layer = lora.QLoRALinear(base, r=4, alpha=4.0, block_size=block_size)
+    blocks = block_size or 64
+    codes, absmax = quantization.nf4_quantize(weight, block_size=blocks)
+    w_dq = quantization.nf4_dequantize(codes, absmax, weight.shape, block_size=blocks).to(torch.float32)
+    options = {} if block_size is None else {"block_size": block_size}
+    layer = lora.QLoRALinear(base, r=4, alpha=4.0, **options)
     x = randn(3, 64, seed=20)
-    check.close(layer(x), F.linear(x, w_dq, bias), hint="b_random_init", what="fresh QLoRA output")
+    check.close(layer(x), F.linear(x, w_dq, bias), hint="b_random_init" if block_size else "qlora_default_block_size",
+                what="fresh QLoRA output" + ("" if block_size else " (block_size not passed: 64)"))
     A, B = set_adapters(layer, seed=21)
     check.close(layer(x), lora_oracle(x, w_dq, bias, A, B, 4.0, 4), hint="not_nf4")
 

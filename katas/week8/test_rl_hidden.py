@@ -75,3 +75,28 @@ def test_grpo_on_fresh_groups(seed):
     adv = randn(B, seed=seed + 6, draw_dtype=torch.float32)
     check.close(rl.grpo_loss(logprobs, old, ref, adv, mask, clip_eps=0.25, beta=0.1),
                 model.grpo_loss(logprobs, old, ref, adv, mask, clip_eps=0.25, beta=0.1), hint="mean_over_padding")
+
+
+@pytest.mark.points(1)
+def test_defaults_of_the_clipped_losses():
+    """Without them, ppo_policy_loss clips at clip_eps=0.2, ppo_value_loss at clip=0.2, and grpo_loss
+    uses clip_eps=0.2 and beta=0.04 (the signatures' defaults). The ratios and value changes are
+    large enough that every clip is active, and the KL term moves grpo_loss by about 1%."""
+    B, T = 4, 7
+    mask = torch.ones(B, T)
+    mask[1:, -2:] = 0
+    logprobs = -randn(B, T, seed=121, draw_dtype=torch.float32).abs()
+    old = logprobs + randn(B, T, seed=122, scale=0.6, draw_dtype=torch.float32)
+    adv = randn(B, T, seed=123, draw_dtype=torch.float32)
+    check.close(rl.ppo_policy_loss(logprobs, old, adv, mask),
+                model.ppo_policy_loss(logprobs, old, adv, mask, clip_eps=0.2), hint="default_arguments",
+                what="ppo_policy_loss without clip_eps")
+    values, old_values, returns = (randn(B, T, seed=s, draw_dtype=torch.float32) for s in (124, 125, 126))
+    check.close(rl.ppo_value_loss(values, old_values, returns, mask),
+                model.ppo_value_loss(values, old_values, returns, mask, clip=0.2), hint="default_arguments",
+                what="ppo_value_loss without clip")
+    ref = logprobs + randn(B, T, seed=127, scale=0.3, draw_dtype=torch.float32)
+    group_adv = randn(B, seed=128, draw_dtype=torch.float32)
+    check.close(rl.grpo_loss(logprobs, old, ref, group_adv, mask),
+                model.grpo_loss(logprobs, old, ref, group_adv, mask, clip_eps=0.2, beta=0.04), hint="default_arguments",
+                what="grpo_loss without clip_eps and beta")
