@@ -32,6 +32,7 @@ from .guard import forbid, no_new_threads
 from .oracle import WITHHELD
 from .proxies import StudentCallable, StudentObject, unwrap
 from .session import Mode
+from .values import implementation_problem
 
 
 def type_name(value: Any) -> str:
@@ -83,7 +84,8 @@ class StudentModule:
         try:
             return self.implementation.import_module(self._dotted)
         except impl.ImplementationError as exc:
-            crossings.fail(str(exc))
+            problem = implementation_problem(exc, self.implementation.root)
+        crossings.fail(problem)  # outside the except block: the error is printed once, not chained
 
     def __getattr__(self, name: str):
         __tracebackhide__ = True

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import inspect
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
@@ -32,9 +33,9 @@ from .guard import ForbiddenAPIError, forbid
 from .impl import ImplementationError
 from .proxies import StudentCallable, StudentObject
 from .session import Mode
-from .values import (call_key, copies, describe_call, exception_record, expected_exceptions, fail, is_callback,
-                     remember, replayed_exception, same, stub_signature, student_traceback,
-                     unplain, unwrap_args, with_iterators)
+from .values import (call_key, copies, describe_call, exception_record, expected_exceptions, fail,
+                     implementation_problem, is_callback, remember, replayed_exception, same, stub_signature,
+                     student_traceback, unplain, unwrap_args, with_iterators)
 
 if TYPE_CHECKING:
     from .boundary import StudentModule
@@ -155,29 +156,26 @@ class Live:
     def attribute(self, module: "StudentModule", name: str):
         __tracebackhide__ = True
         journal = self.journal()
-        importing = f"import {module._dotted}"  # a module whose import hung is not imported again
+        importing = recording.importing(module._dotted)  # a module whose import hung is not imported again
         implementation = module.implementation
         imported = f"{implementation.package}.{module._dotted}" in sys.modules
-        try:
-            problem = None if imported else recording.calling(importing)
-            if problem:
-                raise ImplementationError(problem.replace(f"your `{importing}`",
-                                                          f"importing {implementation.display_path(module._dotted)}"))
+        problem = None if imported else recording.calling(importing)
+        if problem is None:
             try:
                 with module._guarded("*"):  # the module's own code runs as it is imported
                     imported_module = implementation.import_module(module._dotted)
+                if not hasattr(imported_module, name):
+                    problem = _missing(module, name)
             except ImplementationError as exc:
-                if "Timeout (>" in str(exc):  # pytest-timeout stopped the import
-                    recording.interrupted_by_timeout(importing)
-                raise
+                problem = self._import_problem(importing, exc, implementation.root)
             finally:
                 if not imported:
                     recording.calling(None)
-            if not hasattr(imported_module, name):
-                raise ImplementationError(_missing(module, name))
-        except ImplementationError as exc:
-            journal.attribute(module, name, failure=str(exc))
-            fail(str(exc))
+        if problem is not None:
+            # Failed outside the except block: pytest would print the import's error twice,
+            # "During handling of the above exception" between.
+            journal.attribute(module, name, failure=problem)
+            fail(problem)
         value = getattr(imported_module, name)
         if callable(value) and module._owns(value):
             journal.attribute(module, name, callable=True)
@@ -185,10 +183,19 @@ class Live:
         journal.attribute(module, name, returned=journal.encode(value))
         return value
 
+    def _import_problem(self, importing: str, error: ImplementationError, root: Path) -> str:
+        """Why the module cannot be imported; a live run reports a hung import like a hung call."""
+        seconds = recording.timeout_seconds(str(error))
+        if seconds is None:
+            return implementation_problem(error, root)
+        recording.interrupted_by_timeout(importing, seconds)  # pytest-timeout stopped the import
+        return recording.timeout_text(importing, seconds) if self.mode == Mode.LIVE else str(error)
+
     def object_attribute(self, module: "StudentModule", obj: StudentObject, attr: str):
         __tracebackhide__ = True
         journal = self.journal()
         cls_name = type(obj._kata_target).__name__
+        problem = None
         try:
             with module._guarded("*"):  # a property is student code too; so is a lazy value's encoding
                 value = getattr(obj._kata_target, attr)
@@ -197,8 +204,12 @@ class Live:
                 wrapped = None if is_method else module._wrap(value, reached_from_object=True)
                 strange = None if is_method else unplain(wrapped)
                 encoded = journal.encode(wrapped) if not is_method and not strange else None
+        except NotImplementedError:  # a stub's property
+            problem = f"NOT STARTED: `{cls_name}.{attr}` still raises NotImplementedError."
         except ForbiddenAPIError as exc:
-            fail(f"FORBIDDEN: reading `{attr}` ran `{exc.api}`, which is not allowed in {module.kata.id}.")
+            problem = f"FORBIDDEN: reading `{attr}` ran `{exc.api}`, which is not allowed in {module.kata.id}."
+        if problem:
+            fail(problem)
         if is_method:
             journal.object_attribute(obj, attr, method=True)
             return StudentCallable(value, f"{cls_name}.{attr}", module, ref=("m", obj, attr))
@@ -211,13 +222,16 @@ class Live:
         """setattr / getitem / len / iter on a student object."""
         __tracebackhide__ = True
         journal = self.journal()
+        forbidden = None
         try:
             with module._guarded("*"):
                 result = action()
                 strange = unplain(result)
                 encoded = journal.encode(result) if not strange else None
         except ForbiddenAPIError as exc:
-            fail(f"FORBIDDEN: your object ran `{exc.api}`, which is not allowed in {module.kata.id}.")
+            forbidden = exc.api
+        if forbidden:
+            fail(f"FORBIDDEN: your object ran `{forbidden}`, which is not allowed in {module.kata.id}.")
         if strange:
             fail(f"ERROR in your `{type(obj._kata_target).__name__}`: it gave {strange}; "
                  "keep plain tensors, arrays and values")
@@ -254,9 +268,13 @@ class Live:
             except SystemExit as exc:
                 problem = f"ERROR in your `{name}`: it called sys.exit({exc.code!r})."
             except pytest.fail.Exception as exc:
-                if str(exc).startswith("Timeout"):  # pytest-timeout stopped the call
-                    recording.interrupted_by_timeout(key)
-                raise
+                seconds = recording.timeout_seconds(str(exc))
+                if seconds is None:
+                    raise
+                recording.interrupted_by_timeout(key, seconds)  # pytest-timeout stopped the call
+                if self.mode != Mode.LIVE:
+                    raise  # the grader says which test timed out, and in which function
+                problem = recording.timeout_text(key, seconds)
             except Exception as exc:
                 if expected and isinstance(exc, expected) and (mutating or same(given, (args, kwargs))):
                     journal.call_answered(mutating, raised=exception_record(exc))
@@ -332,7 +350,8 @@ class Replayer:
         try:
             return recording.current().next(kind, ref, args_digest)
         except recording.RecordingError as exc:
-            fail(str(exc))
+            problem = str(exc)
+        fail(problem)  # outside the except block: the reason is printed once, not chained
 
     @staticmethod
     def _decode(module: "StudentModule", data):

@@ -9,8 +9,12 @@
   every time. `--hypothesis-profile` or $KATA_HYPOTHESIS_PROFILE choose; default `dev`
   (`ci` when $CI is set).
 - Points: every result carries its kata and points as user properties (so junit XML and
-  xdist see them); the terminal summary adds the points table; `--kata-report FILE`
+  xdist see them); the terminal summary adds the points table, with a status per kata
+  (`passing`, `failing`, `not started`, `syntax error`, `import error`); `--kata-report FILE`
   writes every result as JSON for the CLI and the grader.
+- Timeouts (pytest-timeout): a test stopped inside student code fails as "TIMEOUT in your
+  `train_bpe` after 60 s", and the kata's later tests that call `train_bpe` are skipped
+  (graders.recording), so a `while True` costs one timeout, not one per test.
 """
 
 from __future__ import annotations
@@ -205,6 +209,40 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     recording.start_test(item.nodeid)
 
 
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings) -> bool | None:
+    """pytest-timeout's signal timer, without its terminal output.
+
+    pytest-timeout's own handler writes a title and the other threads' stacks to pytest's
+    terminal before it fails the test. `kata check` runs pytest without a terminal, where
+    that handler fails with an AssertionError, raised inside the student's function and
+    reported as their error. This one only fails the test, with pytest-timeout's message
+    (graders.crossings turns it into "TIMEOUT in your `train_bpe` after 60 s"). Off the main
+    thread, or with the thread method, pytest-timeout's own timer runs.
+    """
+    import signal
+    import threading
+
+    import pytest_timeout
+
+    if settings.method != "signal" or threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        __tracebackhide__ = True
+        if settings.disable_debugger_detection or not pytest_timeout.is_debugging():
+            pytest.fail(pytest_timeout.PYTEST_FAILURE_MESSAGE % settings.timeout)
+
+    def cancel():
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+    item.cancel_timeout = cancel
+    signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
+    return True
+
+
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     values.clear_call_log()
     recording.finish_test()
@@ -261,14 +299,19 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
                 result["outcome"], result["message"] = "error", _message(report)
 
 
+# Failures that say why a whole kata fails, by the count kata_totals keeps of them.
+FAILURE_KINDS = {"NOT STARTED": "not_started", "SYNTAX ERROR": "syntax_errors", "IMPORT ERROR": "import_errors"}
+
+
 def kata_totals(results: list[dict]) -> dict[str, dict]:
-    """Per kata: points earned and possible, and counts of test outcomes."""
+    """Per kata: points earned and possible, and counts of test outcomes and of the failures
+    that say why a whole kata fails (a stub, a module that cannot be imported)."""
     totals: dict[str, dict] = {}
     for r in results:
         if not r["kata"]:
             continue
-        t = totals.setdefault(r["kata"], {"earned": 0.0, "possible": 0.0, "passed": 0, "failed": 0,
-                                           "skipped": 0, "not_started": 0})
+        t = totals.setdefault(r["kata"], {"earned": 0.0, "possible": 0.0, "passed": 0, "failed": 0, "skipped": 0,
+                                           **{count: 0 for count in FAILURE_KINDS.values()}})
         points = r["points"] or 0.0
         if r["outcome"] == "skipped":
             t["skipped"] += 1
@@ -279,15 +322,23 @@ def kata_totals(results: list[dict]) -> dict[str, dict]:
             t["passed"] += 1
         else:
             t["failed"] += 1
-            if "NOT STARTED" in (r["message"] or ""):
-                t["not_started"] += 1
+            for kind, count in FAILURE_KINDS.items():
+                if kind in (r["message"] or ""):
+                    t[count] += 1
     return totals
 
 
 def status_of(t: dict) -> str:
+    """One word or two for a kata's row. A module that cannot be imported fails every test
+    that uses it: the reason is the status, not "failing". (Saved totals of older versions
+    lack the newer counts.)"""
     if t["failed"] == 0 and t["passed"] > 0:
         return "passing"
-    if t["passed"] == 0 and t["not_started"] > 0:
+    if t.get("syntax_errors"):
+        return "syntax error"
+    if t.get("import_errors"):
+        return "import error"
+    if t["passed"] == 0 and t.get("not_started"):
         return "not started"
     if t["passed"] == 0 and t["failed"] == 0:
         return "no tests"

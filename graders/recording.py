@@ -34,15 +34,18 @@ import builtins
 import contextlib
 import hashlib
 import json
+import re
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import save_file
 
-from . import session
+from . import catalog, session
 from .events import Callback, Consumed, Crossing, Event, Kind, Write, recording_from_json, recording_to_json
 from .proxies import OPERATORS, Gradients, StudentCallable, StudentObject
 from .session import Mode, SandboxLink
@@ -621,10 +624,80 @@ def control(event: str, **fields) -> None:
         pass
 
 
+# --- timeouts: a student function that hangs costs one test its timeout, not every test -----
+#
+# pytest-timeout stops the test; the crossing that was running says which student function
+# it stopped. That function is not called again: in the grading sandbox the grader is told
+# (and its later calls fail at once); in a live run (`pytest`, `kata check`) the kata's later
+# tests that call it are skipped, so a `while True` costs seconds, not minutes.
+
+
+def importing(dotted: str) -> str:
+    """What the timeout bookkeeping calls the import of a student module: its code runs then
+    too, and a module whose import hung is not imported again."""
+    return f"import {dotted}"
+
+
+def _your(function: str) -> str:
+    """"your `train_bpe`", or "importing week1/bpe.py" for an import."""
+    if function.startswith("import "):
+        return f"importing {function.removeprefix('import ').replace('.', '/')}.py"
+    return f"your `{function}`"
+
+
+def timeout_text(function: str | None, seconds: float) -> str:
+    """How every run says pytest-timeout stopped a test, live or in the grading sandbox:
+    "TIMEOUT in your `train_bpe` after 60 s: the test was stopped"."""
+    if not function:
+        where = ""
+    elif function.startswith("import "):
+        where = f"while {_your(function)} "
+    else:
+        where = f"in {_your(function)} "
+    return f"TIMEOUT {where}after {seconds:g} s: the test was stopped"
+
+
+def timeout_seconds(message: str) -> float | None:
+    """The limit a pytest-timeout failure message names; None for any other failure."""
+    found = re.search(r"Timeout \(>([0-9.]+)s\) from pytest-timeout", message)
+    return float(found.group(1)) if found else None
+
+
+@dataclass(frozen=True)
+class StoppedCall:
+    """(live runs) A student function pytest-timeout stopped: in which test, after how long."""
+
+    function: str
+    nodeid: str
+    seconds: float
+
+
+# (live runs) Per pytest session: (kata id, function) -> the call pytest-timeout stopped.
+STOPPED_CALLS = pytest.StashKey[dict[tuple[str, str], StoppedCall]]()
+
+
+def _kata_of(item: pytest.Item) -> str:
+    return catalog.kata_id_for_test_file(item.path) or ""
+
+
+def _stopped_before(item: pytest.Item, function: str) -> StoppedCall | None:
+    stopped = item.config.stash.get(STOPPED_CALLS, None)
+    return stopped.get((_kata_of(item), function)) if stopped else None
+
+
 def calling(function: str | None) -> str | None:
-    """(record mode) A student function is about to run (None: it returned). Returns why it
-    must not run, when it timed out in an earlier test."""
+    """A student function is about to run (None: it returned). Returns why it must not run,
+    when it timed out in an earlier test (the grading sandbox); in a live run, the kata's
+    later tests that call it again are skipped instead."""
+    __tracebackhide__ = True  # a skip is reported at the test's line that called the function
     active = session.active()
+    if function is not None and active.mode == Mode.LIVE and active.item is not None:
+        stopped = _stopped_before(active.item, function)
+        if stopped is not None and stopped.nodeid == active.item.nodeid:
+            return timeout_text(function, stopped.seconds)  # hypothesis replays the example that hung
+        if stopped is not None:
+            pytest.skip(f"{_your(function)} timed out in an earlier test ({stopped.nodeid.split('::')[-1]}) "
+                        f"after {stopped.seconds:g} s: not run again")
     link = active.link
     link.calling = function
     if function is not None:
@@ -632,17 +705,21 @@ def calling(function: str | None) -> str | None:
     if function is None or active.mode != Mode.RECORD:
         return None
     if function in link.skipped:
-        return (f"TIMEOUT: your `{function}` did not finish in an earlier test, so the tests that call it again "
+        return (f"TIMEOUT: {_your(function)} did not finish in an earlier test, so the tests that call it again "
                 "are not run (each would wait for its whole timeout)")
     control("call", f=function)
     return None
 
 
-def interrupted_by_timeout(function: str) -> None:
-    """(record mode) pytest-timeout stopped `function` mid-call: never call it again (not
-    even in this test: hypothesis re-runs a failing example, without a timer)."""
+def interrupted_by_timeout(function: str, seconds: float) -> None:
+    """pytest-timeout stopped `function` mid-call: never call it again (not even in this test:
+    hypothesis re-runs a failing example, without a timer). In a live run, only the tests of
+    this kata: a function can be slow on one kata's inputs and fine on another's."""
     active = session.active()
-    if active.mode == Mode.RECORD and active.recording is not None:
+    if active.mode == Mode.LIVE and active.item is not None:
+        stopped = active.item.config.stash.setdefault(STOPPED_CALLS, {})
+        stopped[(_kata_of(active.item), function)] = StoppedCall(function, active.item.nodeid, seconds)
+    elif active.mode == Mode.RECORD and active.recording is not None:
         active.link.skipped.add(function)
         timed_out(active.recording.nodeid, function)
 

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import catalog, runner
+from .recording import timeout_text
 from .events import recording_from_json, recording_to_json
 from .untrusted import FileTooLarge, file_stem, nesting_depth_at_most, read_regular
 
@@ -597,7 +598,7 @@ def run_child(spec: ChildSpec, limits: Limits, timeouts: dict[str, float], unsaf
             elif kind == "call":
                 calling = message["f"]
             elif kind == "timeout":
-                run.failed.setdefault(message["id"], _timeout_text(message.get("f"), timeouts[message["id"]]))
+                run.failed.setdefault(message["id"], timeout_text(message.get("f"), timeouts[message["id"]]))
                 run.hung_functions.append(message.get("f") or "")
             elif kind == "finished" and message["id"] == running:
                 run.finished.append(running)
@@ -608,7 +609,7 @@ def run_child(spec: ChildSpec, limits: Limits, timeouts: dict[str, float], unsaf
             _kill(process, spec.uid if iso.drop_to_uid else None)
             if running is not None:
                 limit = timeouts[running] if not spec.cap_seconds else min(timeouts[running], spec.cap_seconds)
-                run.failed[running] = _timeout_text(calling, limit)
+                run.failed[running] = timeout_text(calling, limit)
                 run.hung_functions.append(calling or "")
             break
     process.wait()
@@ -620,11 +621,6 @@ def run_child(spec: ChildSpec, limits: Limits, timeouts: dict[str, float], unsaf
         run.failed[running] = (f"the sandboxed run died in this test (exit status {process.returncode}): "
                                "a crash, os._exit, or a resource limit")
     return run
-
-
-def _timeout_text(function: str | None, seconds: float) -> str:
-    where = f"in your `{function}` " if function else ""
-    return f"TIMEOUT {where}after {seconds:g} s: the test was stopped"
 
 
 def _kill(process: subprocess.Popen, uid: int | None) -> None:

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import contextvars
 import inspect
+import re
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -20,6 +21,7 @@ from typing import Callable
 import pytest
 
 from . import impl, recording, session
+from .impl import ImplementationError
 from .proxies import Gradients, StudentCallable, StudentObject, unwrap
 
 
@@ -71,6 +73,8 @@ def fail(message: str) -> None:
 
 
 def describe_value(value: object) -> str:
+    """How a value reads in "Called softmax(x[4,7], dim=-1)": short, and never an internal
+    name the student cannot act on (a C type, a proxy's qualified name, an address)."""
     import numpy as np
     import torch
 
@@ -86,8 +90,23 @@ def describe_value(value: object) -> str:
         return repr(value[:37] + "...")
     if isinstance(value, StudentObject):
         return f"<{type(value._kata_target).__name__}>"
+    if isinstance(value, torch.Generator):
+        return f"<torch.Generator seed={value.initial_seed()}>"
+    if isinstance(value, torch.nn.Module):  # its repr is the whole module tree, many lines
+        return f"<{type(value).__name__}>"
+    if is_one_shot_iterator(value) or isinstance(value, recording.RecordedIterator):
+        return "<generator>"  # the sandbox's pass-through (graders.recording) reads the same
+    if is_callback(value):  # the sandbox's wrapper of a test's callback (graders.crossings) too
+        return "<callback function>"
+    if inspect.isbuiltin(value):
+        return f"<function {value.__name__}>"
     text = repr(value)
+    if _DEFAULT_REPR.search(text):  # `<torch._C.Thing object at 0x7f...>`
+        return f"<{type(value).__name__}>"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+_DEFAULT_REPR = re.compile(r" at 0x[0-9a-fA-F]+>$")
 
 
 def describe_call(name: str, fn: Callable, args: tuple, kwargs: dict) -> str:
@@ -147,6 +166,41 @@ def student_traceback(exc: BaseException, root: Path) -> str:
         for f in frames[-6:]
     ]
     return "\n".join(lines)
+
+
+def implementation_problem(error: ImplementationError, root: Path) -> str:
+    """What a module that cannot be imported tells the student: the harness's one line, then
+    where it broke in their code. graders.impl raises these `from None` (importlib's frames
+    teach nothing), which keeps the original exception as the context, not as a second
+    traceback: a syntax error's line with a caret, an import error's student frames."""
+    original = error.__context__
+    if isinstance(original, SyntaxError):
+        where = syntax_error_excerpt(original, root)
+    elif original is not None:
+        where = student_traceback(original, root)
+    else:
+        where = ""
+    return f"{error}\n{where}" if where else str(error)
+
+
+def syntax_error_excerpt(error: SyntaxError, root: Path) -> str:
+    """The offending line with carets under the columns Python points at, as Python prints it:
+
+      week1/bpe.py:12
+        def merge(ids, pair, new_id)
+                                    ^
+    """
+    if not error.text or not error.lineno:
+        return ""
+    line = error.text.rstrip("\r\n")
+    code = line.lstrip()
+    indent = len(line) - len(code)
+    start = max((error.offset or 1) - 1 - indent, 0)
+    same_line = error.end_lineno in (None, error.lineno)
+    end = (error.end_offset or 0) - 1 - indent if same_line else len(code)
+    path = Path(error.filename or "").resolve()
+    shown = path.relative_to(root) if path.is_relative_to(root) else path.name
+    return f"  {shown}:{error.lineno}\n    {code}\n    {' ' * start}{'^' * max(end - start, 1)}"
 
 
 def unwrap_args(args: tuple, kwargs: dict) -> tuple[tuple, dict]:

@@ -249,6 +249,19 @@ def test_week_notebook_structure(week2):
         f"{WEEK}/{p.name}" for p in (STUBS / WEEK).glob("test_*.py")}
 
 
+def test_cells_say_point_for_one_and_points_otherwise():
+    tests = [nbg.GradedTest("week2/test_attention.py::test_one", "week2/attention", 1.0, False),
+             nbg.GradedTest("week2/test_micrograd.py::test_two", "week2/micrograd", 2.0, False),
+             nbg.GradedTest("week2/test_micrograd.py::test_half", "week2/micrograd", 0.5, True)]
+    cells = [_src(c) for c in nbg.week_notebook(WEEK, tests)["cells"]]
+    heads = [c.splitlines()[0] for c in cells if "_kata.check(" in c]
+    assert heads == ["# test week2/test_attention.py::test_one (1 point)",
+                     "# test week2/test_micrograd.py::test_two (2 points)",
+                     "# hidden test week2/test_micrograd.py::test_half (0.5 points)"]
+    totals = [c.splitlines()[0] for c in cells if c.startswith("### Tests of")]
+    assert totals == ["### Tests of week2/attention (1 point)", "### Tests of week2/micrograd (2.5 points)"]
+
+
 def test_gpu_tests_get_cells_only_when_asked(week2):
     """A cell's points cannot depend on the machine that grades: GPU tests are in the
     notebook only for a course that grades on a GPU (`kata nbgrader build --gpu-tests`)."""

@@ -62,6 +62,11 @@ def course(pytester):
     return run
 
 
+def lines_starting(result, text: str) -> int:
+    """How many lines of pytest's output start with `text` (each failure's own report)."""
+    return sum(line.startswith(text) for line in result.stdout.lines)
+
+
 def test_header_names_the_implementation(course):
     result = course(GOOD)
     result.stdout.fnmatch_lines(["kata implementation: */impl (*/impl); public tests only; hypothesis profile: *"])
@@ -87,6 +92,8 @@ def test_stub_fails_as_not_started(course):
         "Called double(x[3])",
     ])
     assert "During handling" not in result.stdout.str()
+    assert lines_starting(result, "NOT STARTED: `double`") == 1
+    result.stdout.fnmatch_lines(["week9/demo*0 / 3*not started"])
 
 
 def test_missing_function_and_module(course):
@@ -101,6 +108,34 @@ def test_syntax_error_costs_tests_not_collection(course):
     result = course("def double(x)\n    return 2 * x\n")
     result.assert_outcomes(failed=2, skipped=1, deselected=1)
     result.stdout.fnmatch_lines(["SYNTAX ERROR in week9/demo.py (line 1): *"])
+
+
+def test_syntax_error_is_printed_once_with_a_caret_under_the_column(course):
+    result = course("import torch\n\ndef double(x):\n    return 2 * x +\n")
+    output = result.stdout.str()
+    # Each failing test prints the error once: no chained copy, "During handling" between.
+    assert "During handling" not in output
+    assert lines_starting(result, "SYNTAX ERROR in week9/demo.py (line 4)") == 2  # two tests use the module
+    result.stdout.fnmatch_lines([
+        "SYNTAX ERROR in week9/demo.py (line 4): invalid syntax",
+        "  week9/demo.py:4",
+        "    return 2 * x +",
+        "                  ^",  # under the end of the line, where Python points
+    ])
+    result.stdout.fnmatch_lines(["week9/demo*0 / 3*syntax error"])
+
+
+def test_import_error_is_printed_once_with_the_students_line(course):
+    result = course("import torch\nimport no_such_package_for_kata_tests\n" + GOOD)
+    output = result.stdout.str()
+    assert "During handling" not in output
+    assert lines_starting(result, "IMPORT ERROR in week9/demo.py") == 2
+    result.stdout.fnmatch_lines([
+        "IMPORT ERROR in week9/demo.py: No module named 'no_such_package_for_kata_tests'",
+        "  week9/demo.py:2 in <module>",
+        "    import no_such_package_for_kata_tests",
+    ])
+    result.stdout.fnmatch_lines(["week9/demo*0 / 3*import error"])
 
 
 def test_student_exception_shows_student_frames_only(course):
@@ -151,7 +186,84 @@ def test_softmax():
 def test_timeout_costs_only_that_test(course):
     result = course(GOOD.replace("return x / x.sum()", "while True:\n        pass"), "--timeout", "3")
     result.assert_outcomes(passed=1, failed=1, skipped=1, deselected=1)
-    result.stdout.fnmatch_lines(["*Timeout*"])
+    result.stdout.fnmatch_lines(["TIMEOUT in your `normalise` after 3 s: the test was stopped",
+                                 "Called normalise(x[4])"])
+
+
+LOOPING_TESTS = """
+import pytest, torch
+from hypothesis import given, strategies as st
+from graders import check, student
+
+demo = student("week9.demo")
+
+@given(n=st.integers(1, 3))
+def test_loops_first(n):
+    check.close(demo.normalise(torch.ones(n)), torch.full((n,), 1 / n))
+
+def test_loops_again():
+    check.close(demo.normalise(torch.ones(2)), torch.full((2,), 0.5))
+
+def test_loops_once_more():
+    check.close(demo.normalise(torch.ones(4)), torch.full((4,), 0.25))
+
+def test_other_function_still_runs():
+    check.close(demo.double(torch.ones(3)), torch.full((3,), 2.0))
+"""
+
+
+@pytest.mark.parametrize("terminal", ["terminal", "no terminal, as kata check runs it"])
+def test_a_hung_function_costs_one_timeout_and_its_later_tests_are_skipped(pytester, terminal):
+    """One TIMEOUT naming the function (hypothesis's replay of the failing example included);
+    the kata's later tests that call it are skipped at once; other functions still run."""
+    import json
+
+    pytester.makepyfile(**{"week9/test_demo": LOOPING_TESTS})
+    root = pytester.path / "impl"
+    (root / "week9").mkdir(parents=True)
+    (root / "week9" / "demo.py").write_text(textwrap.dedent(GOOD.replace("return x / x.sum()", "while True:\n        pass")))
+    report = pytester.path / "report.json"
+    quiet = ["-p", "no:terminal"] if terminal != "terminal" else []
+    result = pytester.runpytest_subprocess("-p", "graders.plugin", "--impl", str(root), "-p", "no:cacheprovider",
+                                           "--import-mode=importlib", "-p", "no:randomly", "--timeout", "2",
+                                           "--kata-report", str(report), *quiet)
+    results = {r["nodeid"].split("::")[-1]: r for r in json.loads(report.read_text())["results"]}
+    assert [r["outcome"] for r in results.values()] == ["failed", "skipped", "skipped", "passed"], results
+    assert results["test_loops_first"]["message"].startswith(
+        "TIMEOUT in your `normalise` after 2 s: the test was stopped\nCalled normalise(x[")
+    for name in ("test_loops_again", "test_loops_once_more"):
+        assert results[name]["message"] == (
+            "Skipped: your `normalise` timed out in an earlier test (test_loops_first) after 2 s: not run again")
+        assert results[name]["duration"] < 1.0  # skipped at once, not after another 2 s
+    if terminal == "terminal":
+        result.stdout.fnmatch_lines(["*TIMEOUT in your `normalise` after 2 s*"])
+        assert "Timeout (>" not in result.stdout.str()  # pytest-timeout's own message never shows
+
+
+def test_a_hung_import_costs_one_timeout(course):
+    result = course("import torch\nwhile True:\n    pass\n", "--timeout", "2", "-rs")
+    result.assert_outcomes(failed=1, skipped=2, deselected=1)
+    result.stdout.fnmatch_lines([
+        "TIMEOUT while importing week9/demo.py after 2 s: the test was stopped",
+        "*importing week9/demo.py timed out in an earlier test (test_double) after 2 s: not run again",
+    ])
+
+
+def test_status_says_why_a_whole_kata_fails():
+    from graders.plugin import kata_totals, status_of
+
+    def status(*messages: str) -> str:
+        results = [{"kata": "week9/demo", "points": 1, "outcome": "failed" if m else "passed", "message": m}
+                   for m in messages]
+        return status_of(kata_totals(results)["week9/demo"])
+
+    assert status("SYNTAX ERROR in week9/demo.py (line 4): invalid syntax") == "syntax error"
+    assert status("IMPORT ERROR in week9/demo.py: No module named 'x'") == "import error"
+    assert status("NOT STARTED: `double` in week9/demo.py still raises NotImplementedError.") == "not started"
+    assert status("", "output values differ") == "failing"
+    assert status("", "") == "passing"
+    # totals saved by an older version (kata list reads them) have no count of syntax errors
+    assert status_of({"earned": 0, "possible": 1, "passed": 0, "failed": 1, "skipped": 0, "not_started": 0}) == "failing"
 
 
 def test_hypothesis_examples_do_not_depend_on_imported_modules(tmp_path, monkeypatch):
