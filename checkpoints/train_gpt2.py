@@ -11,11 +11,15 @@ seeded; the run is deterministic on one machine (floating-point reductions may d
 another, so the README records the numbers of the committed run).
 
 The result is small enough to load in a test in milliseconds and good enough that greedy
-decoding of "Once upon a time" produces recognisable story text.
+decoding of "Once upon a time" produces recognisable story text. The tokenizer is written
+next to the model in Hugging Face format (`tokenizer.json`, `tokenizer_config.json`,
+`special_tokens_map.json`, by `tokenizer/build.py`), so `AutoTokenizer.from_pretrained` and
+`AutoModelForCausalLM.from_pretrained` both load the directory.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import time
@@ -47,6 +51,15 @@ def load_tokenizer(path: Path = HERE / "tokenizer" / "tokenizer.json") -> tiktok
         name="llm-katas-512", pat_str=data["pattern"], mergeable_ranks=ranks,
         special_tokens=data["special_tokens"],
     )
+
+
+def write_hf_tokenizer(out: Path) -> None:
+    """The same tokenizer as Hugging Face files next to the model (tokenizer/build.py), so that
+    AutoTokenizer and AutoModelForCausalLM load from one directory."""
+    spec = importlib.util.spec_from_file_location("tokenizer_build", HERE / "tokenizer" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    build.write_hf(out)
 
 
 def lr_at(step: int) -> float:
@@ -109,6 +122,7 @@ def main(out: Path = HERE / "gpt2-tiny-trained") -> None:
     model.eval()
     print(f"final train loss {evaluate(model, train):.3f}  val loss {evaluate(model, val):.3f}")
     model.save_pretrained(out, safe_serialization=True)
+    write_hf_tokenizer(out)
 
     prompt = torch.tensor([enc.encode("Once upon a time")])
     mask = torch.ones_like(prompt)
