@@ -3,6 +3,12 @@
 Everything here runs pytest — there is no second test runner — and shows the results
 with rich: a progress bar while tests run, then a table of points per kata, the first
 failure of the kata you are working on with its hint, and a total.
+
+Two rules for everything printed here. Strings that students or tests control (failure
+messages, test names, a kata's title and hints) are `Text`, never markup: a message such as
+`expected [/B] got [red]` would otherwise crash rich, and `[b' tt']` or a regex `[sdmt]`
+would silently vanish. And the tables fit 80 columns without cutting the kata id a student
+has to type next: titles shorten with an ellipsis instead.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn)
+from rich.table import Column, Table
+from rich.text import Text
 
 from . import catalog, fixtures, impl, runner, sandbox
 from .grade import grade
@@ -26,8 +34,8 @@ from .reports import FORMATS, Report, plain, render
 from .plugin import kata_totals, status_of
 
 STATE_DIR = Path(os.environ.get("KATA_STATE_DIR", impl.PROJECT_ROOT / ".kata"))
-STATUS_STYLE = {"passing": "green", "failing": "red", "not started": "dim", "no tests": "dim",
-                "changed": "yellow", "unknown": "dim"}
+STATUS_STYLE = {"passing": "green", "failing": "red", "syntax error": "red", "import error": "red",
+                "not started": "dim", "no tests": "dim", "changed": "yellow", "unknown": "dim"}
 
 
 # --- selecting katas and running their tests --------------------------------------------
@@ -46,31 +54,53 @@ def select(target: str | None) -> list[catalog.Kata]:
     return chosen
 
 
+class _CountColumn(MofNCompleteColumn):
+    """`done/total` tests; blank while pytest is still collecting (no frozen-looking `0/?`)."""
+
+    def render(self, task):
+        return Text("") if task.total is None else super().render(task)
+
+
 class _Progress:
-    """A pytest plugin that drives a rich progress bar."""
+    """A pytest plugin that drives a rich progress line: the test running now, how many are
+    done, and the time so far.
+
+    The name changes when a test starts (`logstart`), not when it ends, so a test that hangs
+    is named while it hangs; the clock and spinner are redrawn by rich's own thread, so they
+    keep moving during a slow collection or a student's endless loop."""
 
     def __init__(self, progress: Progress):
         self.progress = progress
-        self.task = progress.add_task("collecting", total=None)
+        self.task = progress.add_task("collecting…", total=None)
 
     def pytest_collection_finish(self, session):
-        self.progress.update(self.task, total=len(session.items), description="running")
+        self.progress.update(self.task, total=len(session.items), description="starting…")
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        self.progress.update(self.task, description=nodeid.split("::")[-1])
 
     def pytest_runtest_logreport(self, report):
         if report.when == "call" or (report.when == "setup" and not report.passed):
-            name = report.nodeid.split("::")[-1]
-            self.progress.update(self.task, advance=1, description=f"{name[:40]:<40}")
+            self.progress.advance(self.task)
+
+
+def progress_display(console: Console) -> Progress:
+    """The line `kata check` shows while tests run. Test names are data (parametrize ids
+    contain brackets), so the name column shows them as plain text, cut to a fixed width."""
+    name = TextColumn("{task.description}", markup=False,
+                      table_column=Column(width=40, no_wrap=True, overflow="ellipsis"))
+    return Progress(SpinnerColumn(), name, BarColumn(bar_width=15), _CountColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, disable=not console.is_terminal)
 
 
 def run_tests(files: list[str], implementation: str, hidden: bool, console: Console,
-              extra: list[str] | None = None) -> list[dict]:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True, disable=not console.is_terminal) as progress:
+              extra: list[str] | None = None) -> runner.Results:
+    with progress_display(console) as progress:
         results = runner.run(files, impl=implementation, hidden=hidden, plugins=(_Progress(progress),),
                              extra=tuple(extra or ()))
     if results.exit_code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
         raise SystemExit(f"kata: pytest could not run ({results.exit_code.name})")
-    return results.tests
+    return results
 
 
 # --- remembering the last results (for `kata list`) ---------------------------------------
@@ -105,46 +135,115 @@ def load_results(implementation: impl.Implementation) -> dict:
 # --- commands -----------------------------------------------------------------------------
 
 
-def points_table(katas: list[catalog.Kata], totals: dict, title: str) -> tuple[Table, float, float]:
-    table = Table(title=title, title_justify="left")
-    table.add_column("kata")
+def kata_table(title: str, *columns: str) -> Table:
+    """A table of katas: the id first, never cut or wrapped (it is what the student types
+    next), then the title, which gives way first when the terminal is narrow (its cells are
+    `one_line`), then `columns` (points, counts, a status), never wrapped either."""
+    table = Table(title=Text(title), title_justify="left")
+    table.add_column("kata", no_wrap=True)
     table.add_column("title")
-    table.add_column("points", justify="right")
-    table.add_column("tests", justify="right")
-    table.add_column("status")
+    for column in columns:
+        table.add_column(column, no_wrap=True, justify="right" if column in ("points", "tests") else "left")
+    return table
+
+
+def one_line(text: str) -> Text:
+    """A title as one line of plain text, cut with an ellipsis where its column ends."""
+    return Text(text, no_wrap=True, overflow="ellipsis")
+
+
+def status_cell(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, "white"))
+
+
+def points_table(katas: list[catalog.Kata], totals: dict, title: str) -> tuple[Table, float, float]:
+    table = kata_table(title, "points", "tests", "status")
     earned = possible = 0.0
     for kata in katas:
         t = totals.get(kata.id)
         if t is None:
-            table.add_row(kata.id, kata.title, "-", "-", "[dim]no tests ran[/]")
+            table.add_row(kata.id, one_line(kata.title), "-", "-", Text("no tests ran", style="dim"))
             continue
-        status = t.get("status") or status_of(t)
         earned += t["earned"]
         possible += t["possible"]
-        table.add_row(kata.id, kata.title, f"{t['earned']:g} / {t['possible']:g}",
-                      f"{t['passed']}/{t['passed'] + t['failed']}",
-                      f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]")
+        table.add_row(kata.id, one_line(kata.title), f"{t['earned']:g} / {t['possible']:g}",
+                      f"{t['passed']}/{t['passed'] + t['failed']}", status_cell(t.get("status") or status_of(t)))
     return table, earned, possible
+
+
+def first_failure(kata_id: str, failure: dict) -> Panel:
+    """The first failing test of the kata being worked on: its message as the test wrote it
+    (plain text: brackets in it are data, not rich markup)."""
+    message = plain(failure["message"]).strip() or failure["outcome"]
+    return Panel(Text(message), title=Text(f"{kata_id}: first failure"),
+                 subtitle=Text(plain(failure["nodeid"].split("::")[-1])), border_style="red", expand=False)
+
+
+def skipped_tests(results: list[dict]) -> list[Text]:
+    """One line per reason tests were skipped (a GPU test without CUDA), with the points they
+    were not counted for: why `kata list`, which counts every test, offers more points."""
+    by_reason: dict[str, list[dict]] = {}
+    for r in results:
+        if r["outcome"] == "skipped":
+            reason = plain(r["message"] or "no reason given").strip().removeprefix("Skipped: ")
+            by_reason.setdefault(reason, []).append(r)
+    lines = []
+    for reason, tests in by_reason.items():
+        points = sum(t["points"] or 0.0 for t in tests)
+        lines.append(Text(f"{_counted(len(tests), 'test')} skipped ({reason}): "
+                          f"{_counted(points, 'point')} not counted", style="yellow"))
+    return lines
+
+
+def _counted(n: float, noun: str) -> str:
+    return f"{n:g} {noun}" + ("" if n == 1 else "s")
 
 
 def cmd_check(args, console: Console) -> int:
     katas = select(args.target)
     implementation = impl.resolve(args.impl)
     hidden = bool(args.hidden)
-    results = run_tests(catalog.test_files(katas, hidden), str(implementation.root), hidden, console)
+    try:
+        run = run_tests(catalog.test_files(katas, hidden), str(implementation.root), hidden, console)
+    except KeyboardInterrupt:  # outside pytest's own handling (its set-up or the progress display)
+        run = None
+    if run is None or run.exit_code == pytest.ExitCode.INTERRUPTED:
+        # A partial run would look like a result: `kata list` keeps the last complete one.
+        console.print(Text("interrupted: nothing recorded (kata list shows your last complete check)",
+                           style="yellow"))
+        return 130
+    results = run.tests
     save_results(implementation, katas, results)
     totals = kata_totals(results)
     table, earned, possible = points_table(katas, totals, f"kata check — {implementation.label}")
     console.print(table)
+    for line in skipped_tests(results):
+        console.print(line)
     current = next((k for k in katas if k.id in totals and status_of(totals[k.id]) != "passing"), None)
     if current is not None:
         failure = next(r for r in results if r["kata"] == current.id and r["outcome"] in ("failed", "error"))
-        console.print(Panel(failure["message"].strip() or failure["outcome"], title=f"{current.id}: first failure",
-                            subtitle=failure["nodeid"].split("::")[-1], border_style="red", expand=False))
+        console.print(first_failure(current.id, failure))
         console.print(f"More help: [bold]kata hint {current.id}[/]")
     complete = possible > 0 and earned == possible
     console.print(f"[bold]Total: {earned:g} / {possible:g} points[/]" + (" — all passing" if complete else ""))
     return 0 if complete else 1
+
+
+def last_check(kata: catalog.Kata, saved: dict | None, implementation: impl.Implementation
+               ) -> tuple[str, float | None]:
+    """A kata's status and points earned at its last `kata check`: `not run` (never checked
+    with this implementation), `changed` (its file was edited since), or the status it had."""
+    if saved is None:
+        return "not run", None
+    if saved.get("source") != _source_digest(implementation, kata):
+        return "changed", saved["earned"]
+    return status_of(saved), saved["earned"]
+
+
+def _points_cell(status: str, earned: float | None, available: float) -> str:
+    if earned is None:
+        return f"- / {available:g}"
+    return f"{earned:g}{'?' if status == 'changed' else ''} / {available:g}"
 
 
 def cmd_list(args, console: Console) -> int:
@@ -152,20 +251,21 @@ def cmd_list(args, console: Console) -> int:
     katas = select(args.target)
     state = load_results(implementation)
     possible = _points_available(katas)
-    table = Table(title=f"katas — {implementation.label}", title_justify="left")
-    for column in ("week", "kata", "title", "points", "status"):
-        table.add_column(column, justify="right" if column == "points" else "left")
+    table = kata_table(f"katas — {implementation.label}", "points", "status")
+    earned_in_all = 0.0
     for kata in katas:
-        saved = state.get(kata.id)
-        if saved is None:
-            status, points = "unknown", f"- / {possible.get(kata.id, 0):g}"
-        elif saved.get("source") != _source_digest(implementation, kata):
-            status, points = "changed", f"{saved['earned']:g}? / {possible.get(kata.id, 0):g}"
-        else:
-            status, points = status_of(saved), f"{saved['earned']:g} / {possible.get(kata.id, 0):g}"
-        table.add_row(kata.week, kata.name, kata.title, points, f"[{STATUS_STYLE[status]}]{status}[/]")
+        status, earned = last_check(kata, state.get(kata.id), implementation)
+        available = possible.get(kata.id, 0.0)
+        earned_in_all += earned or 0.0
+        table.add_row(kata.id, one_line(kata.title), _points_cell(status, earned, available), status_cell(status))
+    available_in_all = sum(possible.get(kata.id, 0.0) for kata in katas)
+    # Rounded down: 99.6% is not done.
+    percent = int(100 * earned_in_all / available_in_all) if available_in_all else 0
+    table.add_section()
+    table.add_row(Text("total", style="bold"), one_line(_counted(len(katas), "kata")),
+                  Text(f"{earned_in_all:g} / {available_in_all:g}", style="bold"), Text(f"{percent}%", style="bold"))
     console.print(table)
-    console.print("[dim]status is from your last `kata check`; 'changed' means the file was edited since.[/]")
+    console.print(Text("status: from your last `kata check`; changed: the file was edited since", style="dim"))
     return 0
 
 
@@ -182,7 +282,7 @@ def cmd_hint(args, console: Console) -> int:
         raise SystemExit("kata hint: name one kata, e.g. `kata hint week2/attention`")
     kata = kata[0]
     if not kata.hints:
-        console.print(f"{kata.id} has no hints yet.")
+        console.print(f"{kata.id} has no hints yet.", markup=False)
         return 0
     state_path = STATE_DIR / "hints.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
@@ -193,7 +293,7 @@ def cmd_hint(args, console: Console) -> int:
     STATE_DIR.mkdir(exist_ok=True)
     state_path.write_text(json.dumps(state, indent=1))
     for i, text in enumerate(kata.hints[:shown], 1):
-        console.print(Panel(text, title=f"{kata.id} — hint {i} of {len(kata.hints)}", expand=False))
+        console.print(Panel(Text(text), title=f"{kata.id} — hint {i} of {len(kata.hints)}", expand=False))
     if shown < len(kata.hints):
         console.print(f"[dim]Run `kata hint {kata.id}` again for the next hint ({len(kata.hints) - shown} left).[/]")
     return 0
@@ -203,13 +303,13 @@ def cmd_fixtures(args, console: Console) -> int:
     if args.regenerate:
         written = fixtures.regenerate(args.katas or None)
         for kata_id, digest in written.items():
-            console.print(f"wrote fixtures/{kata_id}.safetensors  sha256 {digest[:16]}…")
+            console.print(f"wrote fixtures/{kata_id}.safetensors  sha256 {digest[:16]}…", markup=False)
         if args.katas and not written:
             raise SystemExit(f"kata fixtures: no recipe for {args.katas}")
         return 0
     problems = fixtures.check()
     for problem in problems:
-        console.print(f"[red]✗[/] {problem}")
+        console.print(Text.assemble(("✗", "red"), " ", problem))
     if not problems:
         console.print(f"[green]✓[/] {len(fixtures.read_manifest())} fixture files match fixtures/manifest.json")
     return 1 if problems else 0
@@ -222,7 +322,8 @@ def cmd_release(args, console: Console) -> int:
         files = release(args.out_dir)
     except FileExistsError as exc:
         raise SystemExit(f"kata release: {exc}")
-    console.print(f"wrote the student copy to {args.out_dir} ({len(files)} files; no reference/, no hidden tests)")
+    console.print(f"wrote the student copy to {args.out_dir} ({len(files)} files; no reference/, no hidden tests)",
+                  markup=False)
     return 0
 
 
@@ -258,9 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_grade_command(sub)
 
-    from . import nbgrader  # `kata nbgrader build|autograde`, `kata submit`
+    from . import gradescope, nbgrader, watch  # `kata nbgrader ...`, `kata submit`, `kata gradescope build`, `kata watch`
 
     nbgrader.add_commands(sub)
+    gradescope.add_parser(sub)
+    watch.add_parser(sub, sys.modules[__name__])  # kata check's helpers, passed in: no import cycle
 
     p = sub.add_parser("release", help="write the student copy (no reference, no hidden tests)")
     p.add_argument("out_dir")
@@ -375,7 +478,11 @@ def _batch(args, console) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(highlight=False)
-    return args.func(args, console)
+    try:
+        return args.func(args, console)
+    except KeyboardInterrupt:  # Ctrl-C outside a test session: one word, not a traceback
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
