@@ -24,6 +24,11 @@ Your tests compare `Tokenizer.encode` with OpenAI's `tiktoken`, built from your 
 
 Run the tests:   pytest katas/week1/test_bpe.py
 Hints:           kata hint week1/bpe
+
+Run time: `pytest katas/week1/test_bpe.py` takes about 6 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 
 # The split patterns are given, not a task: exactly tiktoken's r50k_base (GPT-2) and

@@ -31,6 +31,11 @@ Rules the tests hold you to (torch autograd in float64 is the oracle):
 Must catch (each is a test with a hint): `grad =` instead of `+=`; backward without a
 topological order; a wrong power rule (d/dx x**n = n * x**(n-1)); sign errors in
 `__rsub__` / `__rtruediv__`; relu's gradient at 0; recursion on deep graphs.
+
+Run time: `pytest katas/week2/test_micrograd.py` takes about 3 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 import math
 

@@ -36,6 +36,11 @@ itself. Without CUDA both are skipped, unless you set `TRITON_INTERPRET=1` (with
 slowly, and the correctness test runs there.
 
 Run `pytest katas/week3/test_flash_attention.py`; `kata hint week3/flash_attention` for hints.
+
+Run time: `pytest katas/week3/test_flash_attention.py` takes about 6 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 
 from __future__ import annotations

@@ -50,6 +50,11 @@ Mistakes the tests are built to catch:
 - an untied head: `lm_head.weight` must be the very same tensor as `wte.weight`, also
   after loading a state dict that has no `lm_head.weight` key;
 - with a cache: positions that do not continue from `cache.seq_len`.
+
+Run time: `pytest katas/week3/test_gpt2.py` takes about 9 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 
 from __future__ import annotations

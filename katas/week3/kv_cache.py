@@ -26,6 +26,11 @@ Mistakes the tests are built to catch:
 - positions not offset by `cache.seq_len` (the new token is not at position 0!);
 - appending on the wrong axis (heads, batch or head_dim instead of time, dim -2);
 - a causal mask aligned top-left when the queries are fewer than the keys.
+
+Run time: `pytest katas/week3/test_kv_cache.py` takes about 10 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 
 from __future__ import annotations

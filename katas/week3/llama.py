@@ -15,6 +15,11 @@ Shapes used below: B batch, T sequence length, H query heads, H_kv key/value hea
 hd = head_dim = d_model // H.
 
 Run `pytest katas/week3/test_llama.py`; `kata hint week3/llama` gives hints one at a time.
+
+Run time: `pytest katas/week3/test_llama.py` takes about 8 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 
 from __future__ import annotations

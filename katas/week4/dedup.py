@@ -26,6 +26,11 @@ Worked example: `shingles("The  cat\\nsat on the MAT today", n=5)` is
 Must catch: using Python's `hash()` (results change per process); shingles not lowercased
 or whitespace not collapsed; LSH bands overlapping or rows miscounted; keeping the last
 document of a cluster instead of the first; n-gram overlap without the same normalisation.
+
+Run time: `pytest katas/week4/test_dedup.py` takes about 5 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 import numpy as np
 

@@ -15,6 +15,11 @@ pool only when its count drops to 0. Before writing into a block that is shared
 
 Layout used here: keys and values are per token `[n_heads, head_dim]`; a sequence's
 cache, gathered, is `[n_heads, T, head_dim]`.
+
+Run time: `pytest katas/week5/test_paged_kv.py` takes about 3 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 
 import torch

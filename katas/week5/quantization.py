@@ -14,6 +14,11 @@ ones). Example: x of shape [out, in], dim=0 -> scale [out, 1] (one per row). A s
 all zeros gets scale 1 (not 0, which would divide by zero).
 
 Rounding is `torch.round` (round half to even), never truncation.
+
+Run time: `pytest katas/week5/test_quantization.py` takes about 8 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 
 import torch

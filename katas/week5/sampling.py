@@ -13,6 +13,11 @@ tokens. This kata builds the pieces every inference engine has:
 Conventions for the filters: input logits `[..., V]` (any leading batch shape, any float
 dtype), output the same shape and dtype, with removed tokens set to `-inf` and kept tokens
 left unchanged. Never modify the input in place.
+
+Run time: `pytest katas/week5/test_sampling.py` takes about 12 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 
 import torch

@@ -8,6 +8,11 @@ averaging instead of summing token log-probs; perplexity as a mean of per-sequen
 perplexities; gathering with -100 labels; acc_norm by characters instead of bytes (or
 not normalised at all); SQuAD normalisation missing a step; the biased or overflowing
 pass@k; Bradley-Terry ignoring ties, swapping winner and loser, or not normalised.
+
+Run time: `pytest katas/week6/test_metrics.py` takes about 6 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 import torch
 

@@ -17,6 +17,11 @@ Must catch (the tests fail on each):
 - beta outside the sigmoid (beta * -log sigmoid(z) instead of -log sigmoid(beta * z));
 - rewards not detached (they are for logging, not for the graph);
 - mean over tokens instead of sum in `sequence_logps`.
+
+Run time: `pytest katas/week7/test_dpo.py` takes about 7 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 
 import torch

@@ -25,6 +25,11 @@ Must catch (the tests fail on each):
 - Scaling by alpha instead of alpha / r.
 - Base weights left trainable (the optimizer would update W too).
 - `merge()` that forgets the alpha / r scale.
+
+Run time: `pytest katas/week7/test_lora.py` takes about 8 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 
 import math

@@ -22,6 +22,11 @@ Must catch (the tests fail on each):
 - packing that leaks the loss (the last token of one example trained to predict the first
   token of the next);
 - packed position ids that do not restart at 0 for each example.
+
+Run time: `pytest katas/week7/test_sft.py` takes about 3 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 
 import torch

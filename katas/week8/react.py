@@ -20,6 +20,11 @@ Must catch: crashing (instead of reporting back to the model) on an unknown tool
 that raises, or a malformed step; observations missing from the next prompt; treating a
 model-written (hallucinated) "Observation:" as real, or parsing past it; running past
 max_steps; keys matched case-sensitively; a calculator built on eval().
+
+Run time: `pytest katas/week8/test_react.py` takes about 4 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 from dataclasses import dataclass
 from typing import Callable

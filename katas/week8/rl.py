@@ -20,6 +20,11 @@ Must catch (the tests fail on each):
 - mean over padded tokens;
 - group normalisation over the whole batch instead of per group;
 - KL estimator with the log-ratio's sign flipped.
+
+Run time: `pytest katas/week8/test_rl.py` takes about 4 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 
 import torch

@@ -12,6 +12,11 @@ Must catch: patch pixels flattened in (p, p, C) order instead of (C, p, p); patc
 ordered column by column; reshape without permute; embeddings not normalised; CLIP's
 logit_scale not exponentiated (or exponentiated in SigLIP); only one direction of CLIP's
 loss; SigLIP with 0/1 labels, with softmax, or divided by B*B instead of B.
+
+Run time: `pytest katas/week8/test_vision.py` takes about 4 s with a correct solution on a
+2-core laptop CPU. Much longer means something in your code is slow (see the hints); a test
+that runs past its limit fails with TIMEOUT, naming your function, and the kata's other
+tests of that function are skipped.
 """
 import torch
 from torch import nn
