@@ -10,6 +10,20 @@ Every graded assertion goes through one of these, so that every failure reads th
 Shape and dtype are compared before values (a wrong shape makes value errors meaningless).
 Tolerances come from one table per dtype; a check that needs another tolerance passes
 `rtol`/`atol` together with the `reason` it needs them.
+
+A hint claims a cause, so a check names one only where its failure shows that cause:
+
+- `hint="top_k_ties"`: any failure of this check is that mistake (the check can fail no
+  other way that the tests before it have not ruled out);
+- `hint=oracle(which_mistake, out, ...)`: worked out from the failure, where the test knows
+  what each mistake returns; `matches(out, wrong)` compares as the checks do, so a result
+  that reproduces a mistake exactly names it, and one that reproduces none names nothing;
+- `hint="wrong_tie_break", likely_if="your pair counts are right"`: the probable cause,
+  printed as "Likely cause, if your pair counts are right:" above the hint;
+- no hint: the failure says what differs, and that is all it can say.
+
+A failure that only follows from another function's failure says so instead of its hint
+(graders.plugin, at the end of the session).
 """
 
 from __future__ import annotations
@@ -62,20 +76,21 @@ def _current_kata() -> catalog.Kata | None:
     return session.active().kata()
 
 
-def _hint_text(hint: str | None) -> str:
+def _hint_text(hint: str | None, likely_if: str | None = None) -> str:
     if not hint:
         return ""
     kata = _current_kata()
+    qualifier = f"\nLikely cause, if {likely_if}:" if likely_if else ""
     if kata is None or hint not in kata.mistakes:
-        return f"\nHint ({hint})"
-    return f"\nHint ({hint}): {kata.mistakes[hint]}"
+        return f"{qualifier}\nHint ({hint})"
+    return f"{qualifier}\nHint ({hint}): {kata.mistakes[hint]}"
 
 
-def _fail(problem: str, actual: Any = None, hint: str | None = None) -> None:
+def _fail(problem: str, actual: Any = None, hint: str | None = None, likely_if: str | None = None) -> None:
     __tracebackhide__ = True
     call = call_that_made(actual) if actual is not None else None
     header = f"Called {call}\n" if call else ""
-    pytest.fail(f"{header}{problem}{_hint_text(hint)}", pytrace=False)
+    pytest.fail(f"{header}{problem}{_hint_text(hint, likely_if)}", pytrace=False)
 
 
 def _as_tensor(value: Any) -> torch.Tensor | None:
@@ -103,7 +118,7 @@ def _dtype_name(value: Any) -> str:
 
 def close(actual: Any, expected: Any, *, hint: str | None = None, rtol: float | None = None,
           atol: float | None = None, reason: str | None = None, what: str = "output",
-          check_dtype: bool = True) -> None:
+          check_dtype: bool = True, likely_if: str | None = None) -> None:
     """Numbers, tensors or arrays equal up to the dtype table's tolerance."""
     __tracebackhide__ = True
     if _sandboxed():
@@ -112,19 +127,27 @@ def close(actual: Any, expected: Any, *, hint: str | None = None, rtol: float | 
         raise TypeError("check.close: give rtol and atol together")
     if rtol is not None and not reason:
         raise TypeError("check.close: a custom tolerance needs a reason=")
+    problem = _not_close(actual, expected, rtol, atol, what, check_dtype)
+    if problem:
+        _fail(problem, actual, hint, likely_if)
+
+
+def _not_close(actual: Any, expected: Any, rtol: float | None, atol: float | None, what: str,
+               check_dtype: bool) -> str | None:
+    """What makes `actual` not close to `expected`, or None."""
     a, e = _as_tensor(actual), _as_tensor(expected)
     if e is None:
         raise TypeError(f"check.close: cannot compare against {type(expected).__name__}")
     if a is None:
-        _fail(f"{what} should be a {type(expected).__name__}, got {type(actual).__name__}: {actual!r:.80}", actual, hint)
+        return f"{what} should be a {type(expected).__name__}, got {type(actual).__name__}: {actual!r:.80}"
     array_like = isinstance(expected, (torch.Tensor, np.ndarray))
     if array_like and tuple(a.shape) != tuple(e.shape):
-        _fail(f"{what} has the wrong shape: expected [{', '.join(map(str, e.shape))}], "
-              f"got [{', '.join(map(str, a.shape))}]", actual, hint)
+        return (f"{what} has the wrong shape: expected [{', '.join(map(str, e.shape))}], "
+                f"got [{', '.join(map(str, a.shape))}]")
     if array_like and check_dtype and type(actual) is type(expected) and a.dtype != e.dtype:
-        _fail(f"{what} has the wrong dtype: expected {_dtype_name(expected)}, got {_dtype_name(actual)}", actual, hint)
+        return f"{what} has the wrong dtype: expected {_dtype_name(expected)}, got {_dtype_name(actual)}"
     if array_like and check_dtype and type(actual) is not type(expected):
-        _fail(f"{what} should be a {type(expected).__name__}, got {type(actual).__name__}", actual, hint)
+        return f"{what} should be a {type(expected).__name__}, got {type(actual).__name__}"
     if a.device != e.device:
         a = a.to(e.device)
     if a.is_complex() or e.is_complex():
@@ -138,7 +161,7 @@ def close(actual: Any, expected: Any, *, hint: str | None = None, rtol: float | 
     diff = (a64 - e64).abs()
     bad = ~same_nonfinite & ~(diff <= atol + rtol * e64.abs())
     if not bool(bad.any()):
-        return
+        return None
     diff = torch.where(same_nonfinite, torch.zeros_like(diff), diff)
     diff = torch.nan_to_num(diff, nan=math.inf)
     worst = int(diff.reshape(-1).argmax())
@@ -147,19 +170,38 @@ def close(actual: Any, expected: Any, *, hint: str | None = None, rtol: float | 
     rel = (diff / e64.abs().clamp_min(1e-30)).max().item()
     n_bad, n = int(bad.sum()), bad.numel()
     location = f" at {where}" if where else ""
-    _fail(f"{what} values differ: {n_bad} of {n} element{'s' * (n != 1)} outside rtol={rtol:g}, atol={atol:g}\n"
-          f"  max abs error {diff.reshape(-1)[worst].item():.4g}{location} (got {got:.6g}, expected {want:.6g}); "
-          f"max rel error {rel:.3g}", actual, hint)
+    unexpected_nan = int((torch.isnan(a64) & ~torch.isnan(e64)).sum())
+    nan_note = f"; {unexpected_nan} of them nan where a number was expected" if unexpected_nan else ""
+    return (f"{what} values differ: {n_bad} of {n} element{'s' * (n != 1)} outside rtol={rtol:g}, atol={atol:g}"
+            f"{nan_note}\n"
+            f"  max abs error {diff.reshape(-1)[worst].item():.4g}{location} (got {got:.6g}, expected {want:.6g}); "
+            f"max rel error {rel:.3g}")
 
 
-def equal(actual: Any, expected: Any, *, hint: str | None = None, what: str = "output") -> None:
+def matches(actual: Any, expected: Any) -> bool:
+    """Whether `actual` passes the check `expected` calls for: `check.close` for numbers,
+    tensors and arrays (the dtype table's tolerance), `check.equal` for anything else.
+
+    For working a hint out from a failure (called only through `oracle(...)`): compare the
+    student's result with what each mistake would return, and name the mistake it matches.
+
+    >>> matches(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-7])), matches([1, 2], [2, 1])
+    (True, False)
+    """
+    if isinstance(expected, (torch.Tensor, np.ndarray, float, np.floating)) and not isinstance(expected, bool):
+        return _not_close(actual, expected, None, None, "output", True) is None
+    return _difference(actual, expected, "output") is None
+
+
+def equal(actual: Any, expected: Any, *, hint: str | None = None, what: str = "output",
+          likely_if: str | None = None) -> None:
     """Exact equality: tensors (same shape and dtype), containers, strings, numbers."""
     __tracebackhide__ = True
     if _sandboxed():
         return
     problem = _difference(actual, expected, what)
     if problem:
-        _fail(problem, actual, hint)
+        _fail(problem, actual, hint, likely_if)
 
 
 def _difference(actual: Any, expected: Any, what: str) -> str | None:
@@ -221,7 +263,8 @@ def _short(seq, i):
     return repr(seq[i]) if i < len(seq) else "<end>"
 
 
-def that(condition: Any, message: str, *, hint: str | None = None, about: Any = None) -> None:
+def that(condition: Any, message: str, *, hint: str | None = None, about: Any = None,
+         likely_if: str | None = None) -> None:
     """A property holds. `message` says what should have been true."""
     __tracebackhide__ = True
     if _sandboxed():
@@ -229,7 +272,7 @@ def that(condition: Any, message: str, *, hint: str | None = None, about: Any = 
     if not (condition is True or (isinstance(condition, (bool, np.bool_)) and bool(condition))
             or (isinstance(condition, torch.Tensor) and condition.dtype == torch.bool
                 and condition.numel() == 1 and bool(condition))):
-        _fail(message, about, hint)
+        _fail(message, about, hint, likely_if)
 
 
 @contextlib.contextmanager

@@ -179,6 +179,14 @@ def first_failure(kata_id: str, failure: dict) -> Panel:
                  subtitle=Text(plain(failure["nodeid"].split("::")[-1])), border_style="red", expand=False)
 
 
+
+def first_to_fix(results: list[dict], kata_id: str) -> dict:
+    """The kata's first failure to show: one that is not only the consequence of another
+    function failing its own tests (those carry `prerequisites`), when there is one."""
+    failures = [r for r in results if r["kata"] == kata_id and r["outcome"] in ("failed", "error")]
+    return next((r for r in failures if not r.get("prerequisites")), failures[0])
+
+
 def skipped_tests(results: list[dict]) -> list[Text]:
     """One line per reason tests were skipped (a GPU test without CUDA), with the points they
     were not counted for: why `kata list`, which counts every test, offers more points."""
@@ -221,7 +229,7 @@ def cmd_check(args, console: Console) -> int:
         console.print(line)
     current = next((k for k in katas if k.id in totals and status_of(totals[k.id]) != "passing"), None)
     if current is not None:
-        failure = next(r for r in results if r["kata"] == current.id and r["outcome"] in ("failed", "error"))
+        failure = first_to_fix(results, current.id)
         console.print(first_failure(current.id, failure))
         console.print(f"More help: [bold]kata hint {current.id}[/]")
     complete = possible > 0 and earned == possible

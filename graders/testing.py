@@ -71,6 +71,17 @@ def randn(*shape: int, seed: int, dtype: torch.dtype = torch.float32, scale: flo
     return (torch.randn(*shape, generator=generator, dtype=draw_dtype) * scale + shift).to(dtype)
 
 
+
+def mistake_shown(out: Any, variants: Mapping[str, Any]) -> str | None:
+    """The mistake whose result `out` reproduces, or None: `variants` maps each mistake id to
+    the results implementations with that mistake give (compared as the checks compare).
+    A failing check names a mistake only when the result is what that mistake gives."""
+    for mistake, wrongs in variants.items():
+        if any(check.matches(out, wrong) for wrong in wrongs):
+            return mistake
+    return None
+
+
 def hinted(hint: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """`fn(*args, **kwargs)`; if a student call inside it crashes, fail with the mistake `hint`.
 

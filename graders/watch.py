@@ -33,12 +33,10 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from rich.panel import Panel
 from rich.text import Text
 
 from . import catalog, impl
 from .plugin import kata_totals, status_of
-from .reports import plain
 
 GOODBYE = "Stopped watching. Bye!"
 Changes = Iterable[set]  # batches of (watchfiles.Change, path) pairs
@@ -142,7 +140,7 @@ class _Watch:
             raise _Interrupted  # pytest stopped at the Ctrl-C: a partial result, never recorded
         self.checks.save_results(self.implementation, [kata], results)
         totals = kata_totals(results).get(kata.id)
-        for line in getattr(self.checks, "skipped_tests", lambda _: ())(results):  # GPU tests skipped here, and why
+        for line in self.checks.skipped_tests(results):  # GPU tests skipped here, and why
             self.console.print(line)
         if totals is None or status_of(totals) == "no tests":
             self.console.print(Text(f"{kata.id}: no test ran here; moving on."))
@@ -153,8 +151,8 @@ class _Watch:
             return True
         tests = f"{totals['passed']}/{totals['passed'] + totals['failed']} tests passing"
         self.console.print(Text.assemble(("✗ ", "red"), f"{kata.id}: {status_of(totals)}, {tests}, {points}"))
-        failure = next(r for r in results if r["kata"] == kata.id and r["outcome"] in ("failed", "error"))
-        self.console.print(_first_failure(self.checks, kata.id, failure))
+        failure = self.checks.first_to_fix(results, kata.id)
+        self.console.print(self.checks.first_failure(kata.id, failure))
         self.console.print(Text(f"More help: kata hint {kata.id}"))
         return False
 
@@ -173,15 +171,6 @@ class _Watch:
                 self.console.print(Text(f"Moving on to the next kata: {self.course[index].id}", style="bold"))
         return None
 
-
-def _first_failure(checks, kata_id: str, failure: dict) -> Panel:
-    """`kata check`'s panel where `checks` has it; the same, as plain text, otherwise
-    (messages and test ids are student- and test-controlled: data, never rich markup)."""
-    if hasattr(checks, "first_failure"):
-        return checks.first_failure(kata_id, failure)
-    return Panel(Text(plain(failure["message"]).strip() or failure["outcome"]),
-                 title=Text(f"{kata_id}: first failure"), subtitle=Text(plain(failure["nodeid"].split("::")[-1])),
-                 border_style="red", expand=False)
 
 
 def watch_loop(course: list[catalog.Kata], start: catalog.Kata, implementation: impl.Implementation,

@@ -184,6 +184,9 @@ class _HintFlow:
                 found |= self.keys(iterable, env, depth + 1)
             return found
         if isinstance(expr, ast.Call):
+            if isinstance(expr.func, ast.Name) and expr.func.id == "mistake_shown" and len(expr.args) >= 2:
+                # graders.testing.mistake_shown(out, variants) returns one of the variants' keys
+                return self.keys(expr.args[1], env, depth + 1)
             return self._through_call(expr, env, depth, self.ids)
         return set()
 

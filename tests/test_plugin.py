@@ -290,3 +290,170 @@ def test_hypothesis_examples_do_not_depend_on_imported_modules(tmp_path, monkeyp
     seen.clear()
     draw()
     assert seen == before
+
+
+# --- a failure that only follows from another function's failure ----------------------------
+
+PREREQUISITE_TESTS = """
+import pytest, torch
+from graders import check, student
+
+demo = student("week9.demo")
+
+@pytest.mark.points(1)
+def test_double():
+    check.close(demo.double(torch.ones(3)), torch.full((3,), 2.0), hint="double_mistake")
+
+@pytest.mark.points(1)
+def test_quadruple():
+    check.close(demo.quadruple(torch.ones(3)), torch.full((3,), 4.0), hint="quadruple_mistake")
+
+@pytest.mark.points(1)
+def test_double_then_negate():
+    check.close(demo.negate(demo.double(torch.ones(3))), torch.full((3,), -2.0), hint="negate_mistake")
+
+@pytest.mark.points(1)
+def test_negate():
+    check.close(demo.negate(torch.ones(3)), torch.full((3,), -1.0), hint="negate_mistake")
+"""
+
+PREREQUISITE_IMPL = """
+import torch
+
+def double(x):
+    return 2 * x
+
+def quadruple(x):
+    return double(double(x))
+
+def negate(x):
+    return -x
+"""
+
+
+def run_prerequisite_course(pytester, source: str, order: list[str], *args):
+    """The tests above, run in `order`, against `source`; returns (pytest's result, {test: result})."""
+    import json
+
+    pytester.makepyfile(**{"week9/test_demo": PREREQUISITE_TESTS})
+    root = pytester.path / "impl"
+    (root / "week9").mkdir(parents=True, exist_ok=True)
+    (root / "week9" / "demo.py").write_text(textwrap.dedent(source))
+    report = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess(*(f"week9/test_demo.py::{name}" for name in order),
+                                           "-p", "graders.plugin", "--impl", str(root), "-p", "no:cacheprovider",
+                                           "--import-mode=importlib", "--kata-report", str(report), *args)
+    return result, {r["nodeid"].split("::")[-1]: r for r in json.loads(report.read_text())["results"]}
+
+
+@pytest.mark.parametrize("order", [["test_double", "test_quadruple", "test_double_then_negate", "test_negate"],
+                                   ["test_double_then_negate", "test_quadruple", "test_negate", "test_double"]],
+                         ids=["own-tests-first", "own-tests-last"])
+def test_a_failure_that_follows_from_a_failing_function_says_fix_it_first(pytester, order):
+    """`double` is wrong. Its own test keeps its hint; `quadruple` (which calls it in the student's
+    source) and the test that calls `double` and `negate` say "fix `double` first" instead of
+    their own hints, in whichever order the tests ran; `negate` alone passes."""
+    result, results = run_prerequisite_course(pytester, PREREQUISITE_IMPL.replace("return 2 * x", "return 3 * x"), order)
+    assert results["test_double"]["message"].endswith("Hint (double_mistake)")
+    assert results["test_negate"]["outcome"] == "passed"
+    fix_double = "Hint: fix `double` first: it fails its own tests (test_double), and "
+    quadruple = results["test_quadruple"]["message"]
+    assert fix_double + "your `quadruple` uses it, so this failure may only be a consequence" in quadruple
+    assert "quadruple_mistake" not in quadruple and quadruple.startswith("Called quadruple(x[3])")
+    both = results["test_double_then_negate"]["message"]
+    assert fix_double + "this test calls it too" in both and "negate_mistake" not in both
+    assert results["test_quadruple"]["prerequisites"] == ["double"]
+    # the terminal's failure reports say the same
+    result.stdout.fnmatch_lines(["*Hint: fix `double` first: it fails its own tests (test_double), and your "
+                                 "`quadruple` uses it*"])
+    assert "Hint (quadruple_mistake)" not in result.stdout.str()
+
+
+def test_a_function_that_fails_on_its_own_keeps_its_hint(pytester):
+    """`quadruple` is wrong and `double` is right: nothing to fix first, so its hint stays."""
+    _, results = run_prerequisite_course(pytester, PREREQUISITE_IMPL.replace("double(double(x))", "double(x) + 1"),
+                                         ["test_double", "test_quadruple", "test_double_then_negate", "test_negate"])
+    assert results["test_quadruple"]["message"].endswith("Hint (quadruple_mistake)")
+    assert "prerequisites" not in results["test_quadruple"]
+    assert [r["outcome"] for r in results.values()].count("failed") == 1
+
+
+def test_a_crash_that_follows_from_a_failing_function_says_fix_it_first_too(pytester):
+    """No hint to replace (the student's code raised): the failure still says what to fix first."""
+    source = PREREQUISITE_IMPL.replace("return 2 * x", "return (2 * x)[None]").replace(
+        "return double(double(x))", "return double(x)[1] * 2")  # IndexError: double's result has one row
+    _, results = run_prerequisite_course(pytester, source, ["test_quadruple", "test_double"])
+    quadruple = results["test_quadruple"]["message"]
+    assert quadruple.startswith("ERROR in your `quadruple`: IndexError")
+    assert quadruple.rstrip().endswith("this failure may only be a consequence (this test's own hint shows once it passes).")
+
+
+def test_the_call_graph_reads_functions_methods_and_modules(tmp_path):
+    from graders.plugin import call_graph
+
+    source = tmp_path / "demo.py"
+    source.write_text(textwrap.dedent("""
+        import torch.nn as nn
+
+        def merge(ids):
+            return ids
+
+        def train(text):
+            return merge(list(text))
+
+        class Tokenizer:
+            def __init__(self, merges):
+                self.merges = merges
+            def _chunk(self, text):
+                return merge(text)
+            def encode(self, text):
+                return self._chunk(text)
+            def decode(self, ids):
+                return ids
+
+        class Block(nn.Module):
+            def forward(self, x):
+                return train(x)
+
+        class Model(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.block = Block()
+            def forward(self, x):
+                return self.block(x)
+    """))
+    graph = call_graph(source)
+    assert graph.reach({"train"}) == {"train", "merge"}
+    assert graph.reach({"Tokenizer.encode"}) == {"Tokenizer.encode", "Tokenizer._chunk", "merge"}
+    assert graph.reach({"Tokenizer.decode"}) == {"Tokenizer.decode"}
+    assert "merge" in graph.reach({"Tokenizer"})  # an object handed on may have any method called
+    assert {"Block.__call__", "Block.forward", "train", "merge"} <= graph.reach({"Model", "Model.__call__"})
+    assert call_graph(tmp_path / "missing.py").reach({"train"}) == {"train"}
+
+
+def test_prerequisites_name_the_deepest_failing_function():
+    from graders.plugin import CallGraph, prerequisites
+
+    graph = CallGraph({"train": frozenset({"merge", "count"}), "merge": frozenset(), "count": frozenset({"merge"}),
+                       "encode": frozenset({"merge"}), "g": frozenset({"h"}), "h": frozenset({"g"})})
+
+    def result(name, calls, outcome="failed", message="values differ\nHint (x): text"):
+        return {"nodeid": f"t.py::{name}", "kata": "week9/demo", "calls": calls, "outcome": outcome, "message": message}
+
+    results = [result("test_merge", ["merge"]), result("test_count", ["count"]), result("test_train", ["train"]),
+               result("test_encode", ["Tokenizer", "Tokenizer.encode"], "passed", ""),
+               result("test_stub", ["train"], message="NOT STARTED: `train` in week9/demo.py ..."),
+               result("test_g", ["g"]), result("test_h", ["h"]), result("test_glue", ["train", "*"]),
+               result("test_merge_then_encode", ["merge", "Tokenizer", "Tokenizer.encode"],
+                      message="Called merge(ids=[1, 1])\noutput: expected [2], got [2, 2]\nHint (x): text")]
+    found = prerequisites(results, lambda kata: graph)
+    # count fails only because merge does: train is told to fix merge, the deeper one
+    assert found["t.py::test_train"].functions == ("merge",)
+    assert found["t.py::test_count"].functions == ("merge",)
+    assert "t.py::test_merge" not in found  # its own test keeps its hint
+    assert "t.py::test_stub" not in found  # nothing ran: the student has code to write
+    assert "t.py::test_glue" not in found  # student code the harness cannot name ran
+    # merge's own result failed this test: the failure (and its hint) is merge's own
+    assert "t.py::test_merge_then_encode" not in found
+    # g and h use each other: neither can be said to come first, so both keep their hints
+    assert "t.py::test_g" not in found and "t.py::test_h" not in found

@@ -21,6 +21,7 @@ import tiktoken_ext.openai_public
 from hypothesis import given, strategies as st
 
 from graders import check, fixtures, oracle, student, throughput
+from graders.testing import mistake_shown
 
 bpe = student("week1.bpe")
 
@@ -145,12 +146,108 @@ def merge_oracle(ids, pair, new_id):
     return [ord(c) - 0x4E00 for c in merged]
 
 
+# --- which mistake a wrong result shows (called only through oracle(...)) -----------------
+#
+# A failing check names a mistake only when the student's result is what that mistake gives
+# (or, for training, when the first merge that differs was a tie): a result that matches no
+# mistake names none, rather than one the student may not have made.
+
+
+def pair_count_mistake(out, ids):
+    """get_pair_counts' wrong counts `out`: pairs counted without overlap (`overlapping_merge`)."""
+    every_other = dict(Counter(zip(ids[::2], ids[1::2])))
+    # left to right, skipping past each occurrence, as str.count does
+    skipping = {pair: len(ids) - len(merge_oracle(ids, pair, 10**6)) for pair in pairs_oracle(ids)}
+    return mistake_shown(out, {"overlapping_merge": [every_other, skipping]})
+
+
+def counted_in_place_mistake(result, start, ids):
+    """What get_pair_counts(ids, counts) got wrong, given `result` (the dict passed in, or the
+    one returned) and `start` (the counts before): the dict left alone or a fresh one
+    (`pair_counts_in_place`), or the counts themselves."""
+    if result == start or result == pairs_oracle(ids):
+        return "pair_counts_in_place"
+    if not isinstance(result, dict):
+        return None
+    added = {pair: n - start.get(pair, 0) for pair, n in result.items() if n != start.get(pair, 0)}
+    return pair_count_mistake(added, ids)
+
+
+def overlapping(ids, pair, new_id):
+    """merge_pair that looks for the next occurrence inside the one it just replaced (i += 1)."""
+    out = []
+    for i in range(len(ids)):
+        out.append(new_id if i + 1 < len(ids) and (ids[i], ids[i + 1]) == tuple(pair) else ids[i])
+    return out
+
+
+def merge_mistake(out, ids, pair, new_id):
+    """merge_pair's wrong output `out`: occurrences overlapping, or replaced right to left."""
+    right_to_left = merge_oracle(ids[::-1], pair[::-1], new_id)[::-1]
+    return mistake_shown(out, {"overlapping_merge": [overlapping(ids, pair, new_id), right_to_left]})
+
+
+def chunk_ids(text, pattern, special_tokens, longest_first=True):
+    """The byte ids of every chunk training sees, by the stub's steps: cut at the special
+    tokens (longest first, or in the order given), then split each piece with `pattern`
+    (None: the piece is one chunk)."""
+    pieces = [text]
+    if special_tokens:
+        ordered = sorted(special_tokens, key=len, reverse=True) if longest_first else list(special_tokens)
+        pieces = regex.split("|".join(regex.escape(s) for s in ordered), text)
+    return [list(c.encode("utf-8")) for p in pieces for c in ([p] if pattern is None else regex.findall(pattern, p)) if c]
+
+
+def training(text, vocab_size, pattern, special_tokens, longest_first=True):
+    """BPE training by the stub's steps, one merge at a time: yields (counts, best, vocab)
+    before each merge, with each distinct chunk counted once, weighted by its frequency."""
+    words = Counter(tuple(ids) for ids in chunk_ids(text, pattern, special_tokens, longest_first))
+    vocab = {i: bytes([i]) for i in range(256)}
+    for new_id in range(256, vocab_size - len(special_tokens)):
+        counts = Counter()
+        for ids, n in words.items():
+            for pair in zip(ids, ids[1:]):
+                counts[pair] += n
+        if not counts:
+            return
+        best = max(counts, key=lambda p: (counts[p], vocab[p[0]], vocab[p[1]]))
+        yield counts, best, vocab
+        vocab[new_id] = vocab[best[0]] + vocab[best[1]]
+        merged = Counter()
+        for ids, n in words.items():
+            merged[tuple(merge_oracle(list(ids), best, new_id))] += n
+        words = merged
+
+
+def learned_merges(text, vocab_size, pattern, special_tokens, longest_first=True):
+    """The merges training by the stub's steps learns."""
+    return [(vocab[a], vocab[b]) for _, (a, b), vocab in training(text, vocab_size, pattern, special_tokens,
+                                                                   longest_first)]
+
+
+def tie_break_mistake(merges, text, vocab_size, pattern, special_tokens=()):
+    """`wrong_tie_break` when the first of `merges` that differs from the right ones had the
+    same count as the right one (a tie, broken otherwise); None when it was not a tie (the
+    pair counts, or the merges before it, differ instead) or nothing differs."""
+    if not isinstance(merges, list):
+        return None
+    for step, (counts, best, vocab) in enumerate(training(text, vocab_size, pattern, special_tokens)):
+        if step >= len(merges):
+            return None
+        if merges[step] != (vocab[best[0]], vocab[best[1]]):
+            ids_of = {b: i for i, b in vocab.items()}
+            theirs = tuple(ids_of.get(b) for b in merges[step]) if isinstance(merges[step], tuple) else None
+            return "wrong_tie_break" if theirs in counts and counts[theirs] == counts[best] else None
+    return None
+
+
 # --- get_pair_counts and merge_pair ------------------------------------------------------
 
 
 @pytest.mark.points(1)
 def test_pair_counts_overlap():
-    check.equal(bpe.get_pair_counts([1, 1, 1]), pairs_oracle([1, 1, 1]), hint="overlapping_merge")
+    out = bpe.get_pair_counts([1, 1, 1])
+    check.equal(out, pairs_oracle([1, 1, 1]), hint=oracle(pair_count_mistake, out, [1, 1, 1]))
     check.equal(bpe.get_pair_counts([5]), {})
     check.equal(bpe.get_pair_counts([]), {})
 
@@ -158,22 +255,27 @@ def test_pair_counts_overlap():
 @pytest.mark.points(1)
 @given(ids=st.lists(st.integers(0, 3), max_size=30))
 def test_pair_counts_match_counter(ids):
-    check.equal(bpe.get_pair_counts(ids), pairs_oracle(ids), hint="overlapping_merge")
+    out = bpe.get_pair_counts(ids)
+    check.equal(out, pairs_oracle(ids), hint=oracle(pair_count_mistake, out, ids))
 
 
 @pytest.mark.points(1)
 def test_pair_counts_update_in_place():
-    counts = {(7, 7): 5, (1, 2): 1}
+    start = {(7, 7): 5, (1, 2): 1}
+    counts = dict(start)
     expected = oracle(lambda: dict(Counter(counts) + Counter(pairs_oracle([7, 7, 7, 1, 2]))))
     out = bpe.get_pair_counts([7, 7, 7, 1, 2], counts)
-    check.equal(counts, expected, hint="pair_counts_in_place", what="the dict passed in as counts")
-    check.equal(out, expected, hint="pair_counts_in_place", what="the returned counts")
+    check.equal(counts, expected, hint=oracle(counted_in_place_mistake, counts, start, [7, 7, 7, 1, 2]),
+                what="the dict passed in as counts")
+    check.equal(out, expected, hint=oracle(counted_in_place_mistake, out, start, [7, 7, 7, 1, 2]),
+                what="the returned counts")
 
 
 @pytest.mark.points(1)
 def test_merge_pair_does_not_overlap():
     for ids in ([5, 5, 5], [5, 5, 5, 5], [1, 5, 5, 5, 2, 5, 5]):
-        check.equal(bpe.merge_pair(ids, (5, 5), 9), merge_oracle(ids, (5, 5), 9), hint="overlapping_merge")
+        out = bpe.merge_pair(ids, (5, 5), 9)
+        check.equal(out, merge_oracle(ids, (5, 5), 9), hint=oracle(merge_mistake, out, ids, (5, 5), 9))
 
 
 @pytest.mark.points(2)
@@ -181,7 +283,7 @@ def test_merge_pair_does_not_overlap():
 def test_merge_pair_matches_str_replace(ids, pair):
     before = list(ids)
     out = bpe.merge_pair(ids, pair, 7)
-    check.equal(out, merge_oracle(before, pair, 7), hint="overlapping_merge")
+    check.equal(out, merge_oracle(before, pair, 7), hint=oracle(merge_mistake, out, before, pair, 7))
     check.equal(ids, before, what="the input list (merge_pair must not modify it)")
 
 
@@ -192,7 +294,8 @@ def test_merge_pair_matches_str_replace(ids, pair):
 def test_train_worked_example_tie_break():
     """The catalogue's worked example: (b" ", b" ") first, then the tie goes to (b"  ", b" ")."""
     vocab, merges = bpe.train_bpe("   a", 258, None)
-    check.equal(merges, [(b" ", b" "), (b"  ", b" ")], hint="wrong_tie_break", what="merges")
+    check.equal(merges, [(b" ", b" "), (b"  ", b" ")], hint=oracle(tie_break_mistake, merges, "   a", 258, None),
+                what="merges")
     check.equal(vocab, {**{i: bytes([i]) for i in range(256)}, 256: b"  ", 257: b"   "},
                 hint="vocab_layout", what="vocab")
 
@@ -202,7 +305,8 @@ def test_train_worked_example_tie_break():
 def test_train_ties_without_pattern(name):
     """Short texts with no split pattern: many pairs tie, only the tie-break decides."""
     vocab, merges = bpe.train_bpe(*train_args(name))
-    check.equal(merges, expected_training(name)[1], hint="wrong_tie_break", what="merges")
+    check.equal(merges, expected_training(name)[1], hint=oracle(tie_break_mistake, merges, *train_args(name)),
+                what="merges")
 
 
 @pytest.mark.points(2)
@@ -219,7 +323,8 @@ def test_train_default_pattern_is_gpt4():
     text, vocab_size, _, specials = train_args("gpt4_512_eot")
     _, merges = bpe.train_bpe(text, vocab_size, special_tokens=specials)
     check.equal(merges, expected_training("gpt4_512_eot")[1], what="merges with the default pattern",
-                hint="pattern_ignored")
+                hint="pattern_ignored", likely_if="the same training with pattern=GPT4_SPLIT_PATTERN passes "
+                "(test_train_matches_reference[gpt4_512_eot])")
     assert GPT4 in inspect.getsource(tiktoken_ext.openai_public.cl100k_base)  # our own copy, not graded
     check.equal(bpe.GPT2_SPLIT_PATTERN, GPT2, what="GPT2_SPLIT_PATTERN (tiktoken's r50k_base pat_str)")
     check.equal(bpe.GPT4_SPLIT_PATTERN, GPT4, what="GPT4_SPLIT_PATTERN (tiktoken's cl100k_base pat_str)")
@@ -262,16 +367,11 @@ def test_special_token_text_is_not_trained():
                hint="special_trained")
 
 
-def docstring_train(text, vocab_size, pattern, special_tokens):
+def docstring_train(text, vocab_size, pattern, special_tokens, longest_first=True):
     """train_bpe written from the stub's steps, plainly (recount every pair for every merge):
     cut at the specials, split each piece with `pattern` (None: the piece is one chunk), merge
     the most frequent pair, ties to the greatest (vocab[a], vocab[b]). Only through oracle(...)."""
-    pieces = [text]
-    if special_tokens:
-        alternation = "|".join(regex.escape(s) for s in sorted(special_tokens, key=len, reverse=True))
-        pieces = regex.split(alternation, text)
-    chunks = [c for p in pieces for c in ([p] if pattern is None else regex.findall(pattern, p)) if c]
-    words = [list(c.encode("utf-8")) for c in chunks]
+    words = chunk_ids(text, pattern, special_tokens, longest_first)
     vocab = {i: bytes([i]) for i in range(256)}
     merges = []
     for new_id in range(256, vocab_size - len(special_tokens)):
@@ -287,6 +387,15 @@ def docstring_train(text, vocab_size, pattern, special_tokens):
     return vocab, merges
 
 
+def trained_pattern_mistake(merges, text, vocab_size, pattern, special_tokens):
+    """`pattern_ignored` when `merges` are what another split than `pattern` learns (the
+    default GPT-4 one, GPT-2's, or none); else the tie-break diagnosis."""
+    others = [p for p in (GPT4, GPT2, None) if p != pattern]
+    return (mistake_shown(merges, {"pattern_ignored": [learned_merges(text, vocab_size, other, special_tokens)
+                                                       for other in others]})
+            or tie_break_mistake(merges, text, vocab_size, pattern, special_tokens))
+
+
 @pytest.mark.points(1)
 @pytest.mark.parametrize("pattern", ["gpt2", "none"])
 def test_train_uses_the_pattern_it_is_given(pattern):
@@ -296,7 +405,8 @@ def test_train_uses_the_pattern_it_is_given(pattern):
     text = corpus()[:4000] + "".join(f" {n}" for n in range(1990, 2100))  # GPT-2 keeps " 2024" whole
     expected = oracle(docstring_train, text, 300, PATTERNS[pattern], [EOT])  # (vocab, merges)
     vocab, merges = bpe.train_bpe(text, 300, PATTERNS[pattern], [EOT])
-    check.equal(merges, expected[1], hint="pattern_ignored", what=f"merges with pattern={pattern}")
+    check.equal(merges, expected[1], hint=oracle(trained_pattern_mistake, merges, text, 300, PATTERNS[pattern], [EOT]),
+                what=f"merges with pattern={pattern}")
 
 
 @pytest.mark.points(1)
@@ -347,8 +457,9 @@ def test_encode_applies_merges_by_rank():
     """Single chunks (no splitting involved): merges must be replayed in the order learned."""
     words = sorted(set(regex.findall(GPT4, corpus()[:50000] + " ".join(TEXTS.values()))))
     tok = make_tokenizer()
-    check.equal([tok.encode(w) for w in words], [tiktoken_encoding().encode_ordinary(w) for w in words],
-                hint="merge_order", what="ids of each chunk")
+    out = [tok.encode(w) for w in words]
+    check.equal(out, [tiktoken_encoding().encode_ordinary(w) for w in words],
+                hint=oracle(merge_order_mistake, out, "gpt4_512_eot", words), what="ids of each chunk")
 
 
 @pytest.mark.points(2)
@@ -377,6 +488,11 @@ def test_encode_corpus_documents():
 def tiktoken_ids(name, pattern, text, specials=()):
     """tiktoken with the merges of fixture `name`, split by `pattern` (None: one piece), special
     ids looked up in the fixture's vocab: the ids of `text`. Only through oracle(...)."""
+    return ids_by_tiktoken(name, pattern, text, specials)
+
+
+def ids_by_tiktoken(name, pattern, text, specials=()):
+    """tiktoken_ids, for the helpers below that work out a hint."""
     vocab, merges, _, _ = tokenizer_inputs(name)
     n_ordinary = 256 + len(merges)
     byte_id = {b: i for i, b in vocab.items()}
@@ -386,6 +502,77 @@ def tiktoken_ids(name, pattern, text, specials=()):
         special_tokens={s: byte_id[s.encode("utf-8")] for s in specials},
     )
     return encoding.encode(text, allowed_special="all")
+
+
+def by_frequency(name, text):
+    """The ids of `text` (no special tokens in it) when each chunk merges its most frequent
+    known pair first, not the one learned earliest: the `merge_order` mistake."""
+    vocab, merges, pattern, _ = tokenizer_inputs(name)
+    byte_id = {b: i for i, b in vocab.items()}
+    merged_id = {(byte_id[a], byte_id[b]): byte_id[a + b] for a, b in merges}
+    out = []
+    for chunk in ([text] if pattern is None else regex.findall(pattern, text)):
+        ids = list(chunk.encode("utf-8"))
+        while True:
+            counts = pairs_oracle(ids)
+            known = [pair for pair in counts if pair in merged_id]
+            if not known:
+                break
+            best = max(known, key=lambda pair: counts[pair])
+            ids = merge_oracle(ids, best, merged_id[best])
+        out.extend(ids)
+    return out
+
+
+def merge_order_mistake(out, name, texts):
+    """`merge_order` when the ids of every text are those of merging the most frequent pair first."""
+    return mistake_shown(out, {"merge_order": [[by_frequency(name, text) for text in texts]]})
+
+
+def pattern_mistake(out, name, pattern, text):
+    """`pattern_ignored` when the ids of `text` are those of another split than `pattern`
+    (the default GPT-4 one, GPT-2's, or none)."""
+    others = [p for p in (GPT4, GPT2, None) if p != pattern]
+    return mistake_shown(out, {"pattern_ignored": [ids_by_tiktoken(name, other, text) for other in others]})
+
+
+def ids_with_specials(name, text, specials, longest_first=True, ids_by_position=False):
+    """The ids of `text` with `specials` cut out first (longest first, or in the order given),
+    each special's id looked up in the vocab (or 256 + len(merges) + its position)."""
+    vocab, merges, _, _ = tokenizer_inputs(name)
+    byte_id = {b: i for i, b in vocab.items()}
+    ordered = sorted(specials, key=len, reverse=True) if longest_first else list(specials)
+    out = []
+    for k, piece in enumerate(regex.split("(" + "|".join(regex.escape(s) for s in ordered) + ")", text)):
+        if k % 2 == 0:
+            out.extend(tiktoken_encoding(name).encode_ordinary(piece))
+        else:
+            out.append(256 + len(merges) + specials.index(piece) if ids_by_position else byte_id[piece.encode("utf-8")])
+    return out
+
+
+def special_mistake(out, name, text, specials):
+    """The special-token mistake the ids `out` of `text` show: specials not cut out first,
+    not longest first, or numbered by position instead of looked up in the vocab."""
+    return mistake_shown(out, {
+        "special_split": [tiktoken_encoding(name).encode_ordinary(text)],
+        "special_longest_first": [ids_with_specials(name, text, specials, longest_first=False)],
+        "special_id_lookup": [ids_with_specials(name, text, specials, ids_by_position=True)],
+    })
+
+
+def decode_mistake(out, ids, vocab):
+    """`split_multibyte_decode` when decode(ids) gave what decoding token by token, or
+    dropping invalid bytes, gives; None when decode is right about these ids (the ids are
+    what is wrong) or wrong some other way."""
+    whole = b"".join(vocab[i] for i in ids)
+    if out == whole.decode("utf-8", errors="replace"):
+        return None
+    return mistake_shown(out, {"split_multibyte_decode": [
+        "".join(vocab[i].decode("utf-8", errors="replace") for i in ids),
+        "".join(vocab[i].decode("utf-8", errors="ignore") for i in ids),
+        whole.decode("utf-8", errors="ignore"),
+    ]})
 
 
 @pytest.mark.points(1)
@@ -400,8 +587,10 @@ def test_tokenizer_uses_the_pattern_it_is_given(name, pattern):
         tok = bpe.Tokenizer(vocab, merges)
     else:
         tok = bpe.Tokenizer(vocab, merges, PATTERNS[pattern])
-    check.equal(tok.encode(text), oracle(tiktoken_ids, name, GPT4 if pattern == "default" else PATTERNS[pattern], text),
-                hint="pattern_ignored", what=f"encode(text) with pattern={pattern}")
+    out = tok.encode(text)
+    check.equal(out, oracle(tiktoken_ids, name, GPT4 if pattern == "default" else PATTERNS[pattern], text),
+                hint=oracle(pattern_mistake, out, name, GPT4 if pattern == "default" else PATTERNS[pattern], text),
+                what=f"encode(text) with pattern={pattern}")
 
 
 # --- special tokens ----------------------------------------------------------------------
@@ -410,8 +599,9 @@ def test_tokenizer_uses_the_pattern_it_is_given(name, pattern):
 @pytest.mark.points(2)
 def test_special_token_is_one_id():
     text = "Once upon a time<|endoftext|>The end.<|endoftext|><|endoftext|> a<|endoftext|>b"
-    check.equal(make_tokenizer().encode(text), tiktoken_encoding().encode(text, allowed_special="all"),
-                hint="special_split")
+    out = make_tokenizer().encode(text)
+    check.equal(out, tiktoken_encoding().encode(text, allowed_special="all"),
+                hint=oracle(special_mistake, out, "gpt4_512_eot", text, [EOT]))
 
 
 @pytest.mark.points(1)
@@ -426,7 +616,9 @@ def test_special_tokens_longest_first():
     expected ids come from the reference (fixtures)."""
     tok = make_tokenizer("gpt4_600_specials")
     for case in data()["special_encode"]:
-        check.equal(tok.encode(case["text"]), case["ids"], hint="special_longest_first",
+        out = tok.encode(case["text"])
+        check.equal(out, case["ids"], hint=oracle(special_mistake, out, "gpt4_600_specials", case["text"],
+                                                  tokenizer_inputs("gpt4_600_specials")[3]),
                     what=f"encode({case['text']!r})")
 
 
@@ -438,8 +630,9 @@ def test_special_ids_are_looked_up_in_the_vocab():
     specials = [EOT, "<|a|><|b|>"]
     tok = bpe.Tokenizer(vocab, merges, pattern, specials)
     text = "Once<|a|><|b|> upon<|endoftext|> a <|a|>time<|endoftext|>"
-    check.equal(tok.encode(text), oracle(tiktoken_ids, "gpt4_600_specials", pattern, text, specials),
-                hint="special_id_lookup", what=f"encode({text!r})")
+    out = tok.encode(text)
+    check.equal(out, oracle(tiktoken_ids, "gpt4_600_specials", pattern, text, specials),
+                hint=oracle(special_mistake, out, "gpt4_600_specials", text, specials), what=f"encode({text!r})")
 
 
 # --- decode ------------------------------------------------------------------------------
@@ -449,14 +642,18 @@ def test_special_ids_are_looked_up_in_the_vocab():
 def test_decode_inverts_encode():
     tok = make_tokenizer()
     for text in random_texts(seed=1, n=60):
-        check.equal(tok.decode(tok.encode(text)), text, hint="split_multibyte_decode")
+        ids = tok.encode(text)
+        out = tok.decode(ids)
+        check.equal(out, text, hint=oracle(decode_mistake, out, ids, tokenizer_inputs()[0]))
 
 
 @pytest.mark.points(1)
 def test_decode_inverts_encode_on_every_script():
     tok = make_tokenizer()
     for text in TEXTS.values():
-        check.equal(tok.decode(tok.encode(text)), text, hint="split_multibyte_decode")
+        ids = tok.encode(text)
+        out = tok.decode(ids)
+        check.equal(out, text, hint=oracle(decode_mistake, out, ids, tokenizer_inputs()[0]))
 
 
 @pytest.mark.points(1)
@@ -490,11 +687,22 @@ class CharTokenizer:
         return list(text)
 
 
+def fertility_mistake(out, tokenizer, texts):
+    """`fertility_ratio` when `out` is the mean of the texts' own ratios (texts without words
+    left out, or counted as one word)."""
+    ratios = [(len(tokenizer.encode(t)), len(t.split())) for t in texts]
+    return mistake_shown(out, {"fertility_ratio": [
+        sum(n / max(words, 1) for n, words in ratios) / len(ratios),
+        sum(n / words for n, words in ratios if words) / max(sum(1 for _, words in ratios if words), 1),
+    ]})
+
+
 @pytest.mark.points(1)
 def test_fertility_is_a_ratio_of_totals():
     texts = ["a bb", "cccc dd ee f", "  ", "xyz"]
-    check.close(bpe.fertility(CharTokenizer(), texts),
-                sum(len(t) for t in texts) / sum(len(t.split()) for t in texts), hint="fertility_ratio")
+    out = bpe.fertility(CharTokenizer(), texts)
+    check.close(out, sum(len(t) for t in texts) / sum(len(t.split()) for t in texts),
+                hint=oracle(fertility_mistake, out, CharTokenizer(), texts))
 
 
 @pytest.mark.points(1)

@@ -88,7 +88,8 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         q: (..., Lq, d); k: (..., Lk, d); v: (..., Lk, dv). d may differ from dv.
         mask: optional bool, broadcastable to (..., Lq, Lk); True = may attend.
         is_causal: also apply `causal_mask(Lq, Lk)` (bottom-right). With both `mask` and
-            `is_causal`, a key must be allowed by both.
+            `is_causal`, a key must be allowed by both (`mask & causal`): one replacing the
+            other (`mask = causal_mask(...)` after `mask` was given) drops a mask.
     Returns:
         (..., Lq, dv), the dtype of q.
 

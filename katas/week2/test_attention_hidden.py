@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from graders import check, in_one_crossing, reference, student, unwrap
+from graders import check, in_one_crossing, oracle, reference, student, unwrap
 from graders.testing import randn
+
+from .test_attention import causal_mask_mistake, mha_mistake, numpy_mistake, sdpa_mistake
 
 pytestmark = pytest.mark.hidden
 
@@ -21,14 +23,16 @@ def test_sdpa_on_fresh_inputs(seed):
     mask = randn(3, 1, 6, 9, seed=seed + 3, draw_dtype=torch.float32) > -0.3
     mask[..., -1] = True
     for kwargs in ({}, {"mask": mask}, {"is_causal": True}, {"mask": mask, "is_causal": True}):
-        check.close(attention.scaled_dot_product_attention(q, k, v, **kwargs),
-                    model.scaled_dot_product_attention(q, k, v, **kwargs), hint="missing_scale")
+        out = attention.scaled_dot_product_attention(q, k, v, **kwargs)
+        check.close(out, model.scaled_dot_product_attention(q, k, v, **kwargs),
+                    hint=oracle(sdpa_mistake, out, q, k, v, kwargs.get("mask"), kwargs.get("is_causal", False)))
 
 
 @pytest.mark.points(1)
 @pytest.mark.parametrize("q_len,k_len", [(5, 11), (1, 1), (9, 9)])
 def test_causal_mask_on_fresh_sizes(q_len, k_len):
-    check.equal(attention.causal_mask(q_len, k_len), model.causal_mask(q_len, k_len), hint="cache_offset")
+    out = attention.causal_mask(q_len, k_len)
+    check.equal(out, model.causal_mask(q_len, k_len), hint=oracle(causal_mask_mistake, out, q_len, k_len))
 
 
 @pytest.mark.points(2)
@@ -45,7 +49,8 @@ def test_mha_on_fresh_weights():
     expected_module.load_state_dict(weights)
     x = randn(2, 7, 20, seed=505, draw_dtype=torch.float32)
     with torch.no_grad():
-        check.close(mha(x), expected_module(x), hint="head_order")
+        out = mha(x)
+        check.close(out, expected_module(x), hint=oracle(mha_mistake, out, weights, 5, x))
 
 
 @pytest.mark.points(1)
@@ -53,7 +58,8 @@ def test_attention_numpy_on_fresh_inputs():
     q, k, v = (randn(2, 4, 8, seed=606, draw_dtype=torch.float32).numpy(),
                randn(2, 6, 8, seed=607, draw_dtype=torch.float32).numpy(),
                randn(2, 6, 3, seed=608, draw_dtype=torch.float32).numpy())
-    check.close(attention.attention_numpy(q, k, v), model.attention_numpy(q, k, v), hint="numpy_dtype")
+    out = attention.attention_numpy(q, k, v)
+    check.close(out, model.attention_numpy(q, k, v), hint=oracle(numpy_mistake, out, q, k, v))
 
 
 def _mask_on_device():
