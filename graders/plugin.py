@@ -486,10 +486,12 @@ class Prerequisite:
         one = len(self.functions) == 1
         names = " and ".join(f"`{f}`" for f in self.functions)
         them = "it" if one else "them"
-        how = f"your `{self.used_by}` uses {them}" if self.used_by else f"this test calls {them} too"
-        return (f"Hint: fix {names} first: {'it fails its' if one else 'they fail their'} own tests "
-                f"({', '.join(self.own_tests)}), and {how}, so this failure may only be a consequence "
-                f"(this test's own hint shows once {'it passes' if one else 'they pass'}).")
+        fail = f"{'it fails its' if one else 'they fail their'} own tests ({', '.join(self.own_tests)})"
+        if self.used_by is None:  # the test calls them itself: whether their result reaches this call is unknown
+            return (f"Note: {names} {fail.removeprefix('it ').removeprefix('they ')}, and this test calls "
+                    f"{them} too: if {'its' if one else 'their'} result reaches the call above, fix {them} first.")
+        return (f"Hint: fix {names} first: {fail}, and your `{self.used_by}` uses {them}, so this failure "
+                f"may only be a consequence (this test's own hint shows once {'it passes' if one else 'they pass'}).")
 
 
 def prerequisites(results: list[dict], graph_of) -> dict[str, Prerequisite]:
@@ -541,7 +543,11 @@ def _prerequisite(suspects: set[str], tested: frozenset[str], graph: CallGraph, 
 
 
 def without_hint(message: str, prerequisite: Prerequisite) -> str:
-    """The failure's message with its hint replaced by what to fix first."""
+    """The failure's message with its hint replaced by what to fix first, or, where the test
+    calls the failing function itself (so this failure may still be the call's own), with a
+    note added under the hint."""
+    if prerequisite.used_by is None:
+        return message.rstrip("\n") + "\n" + prerequisite.text()
     return HINT_LINES.sub("", message).rstrip("\n") + "\n" + prerequisite.text()
 
 

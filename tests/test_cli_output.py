@@ -301,6 +301,7 @@ def grade_stubs(*options: str, tmp_path: Path) -> subprocess.CompletedProcess:
     return output
 
 
+@pytest.mark.grading  # a real `kata grade`: the slow stage
 def test_real_grade_json_and_junit_on_stdout_parse(tmp_path):
     report = json.loads(grade_stubs("--format", "json", tmp_path=tmp_path).stdout)
     assert report["max_score"] > 0 and report["tests"]
@@ -308,6 +309,7 @@ def test_real_grade_json_and_junit_on_stdout_parse(tmp_path):
     assert len(list(junit.iter("testcase"))) == len(report["tests"])
 
 
+@pytest.mark.grading  # a real `kata grade`: the slow stage
 def test_real_grade_text_lists_each_failed_test_with_its_message(tmp_path):
     out = {fmt: tmp_path / f"report{ext}" for fmt, ext in cli.FORMATS.items()}
     grade_stubs(*[a for path in out.values() for a in ("--out", str(path))], tmp_path=tmp_path)
