@@ -1,14 +1,15 @@
 """The plugin's user-visible output, tested the way pytest plugins test themselves (pytester).
 
 Each test writes a tiny course into a temporary directory — a test file in `week9/` and
-one or more implementation roots — and runs pytest on it in a subprocess.
+one or more implementation roots — and runs pytest on it in this process (pytester's
+in-process run restores `sys.modules` afterwards, so each run imports the student code anew).
 """
 
 import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.timeout(600)  # these tests start whole pytest sessions in subprocesses
+pytestmark = pytest.mark.timeout(600)  # these tests start whole pytest sessions
 
 TEST_FILE = """
 import pytest, torch
@@ -56,7 +57,7 @@ def course(pytester):
             module.unlink(missing_ok=True)
         else:
             module.write_text(textwrap.dedent(impl_source))
-        return pytester.runpytest_subprocess("-p", "graders.plugin", "--impl", str(root), "-p", "no:cacheprovider",
+        return pytester.runpytest("-p", "graders.plugin", "--impl", str(root), "-p", "no:cacheprovider",
                                              "--import-mode=importlib", *args)
 
     return run
@@ -177,16 +178,16 @@ def test_softmax():
     root = pytester.path / "impl" / "week2"
     root.mkdir(parents=True)
     (root / "attention.py").write_text("import torch.nn.functional as F\ndef softmax(x, dim=-1):\n    return F.softmax(x, dim)\n")
-    result = pytester.runpytest_subprocess("-p", "graders.plugin", "--impl", str(root.parent), "--import-mode=importlib")
+    result = pytester.runpytest("-p", "graders.plugin", "--impl", str(root.parent), "--import-mode=importlib")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "FORBIDDEN: your `softmax` called `torch.nn.functional.softmax`, which is not allowed in week2/attention.*"])
 
 
 def test_timeout_costs_only_that_test(course):
-    result = course(GOOD.replace("return x / x.sum()", "while True:\n        pass"), "--timeout", "3")
+    result = course(GOOD.replace("return x / x.sum()", "while True:\n        pass"), "--timeout", "1")
     result.assert_outcomes(passed=1, failed=1, skipped=1, deselected=1)
-    result.stdout.fnmatch_lines(["TIMEOUT in your `normalise` after 3 s: the test was stopped",
+    result.stdout.fnmatch_lines(["TIMEOUT in your `normalise` after 1 s: the test was stopped",
                                  "Called normalise(x[4])"])
 
 
@@ -224,28 +225,28 @@ def test_a_hung_function_costs_one_timeout_and_its_later_tests_are_skipped(pytes
     (root / "week9" / "demo.py").write_text(textwrap.dedent(GOOD.replace("return x / x.sum()", "while True:\n        pass")))
     report = pytester.path / "report.json"
     quiet = ["-p", "no:terminal"] if terminal != "terminal" else []
-    result = pytester.runpytest_subprocess("-p", "graders.plugin", "--impl", str(root), "-p", "no:cacheprovider",
-                                           "--import-mode=importlib", "-p", "no:randomly", "--timeout", "2",
+    result = pytester.runpytest("-p", "graders.plugin", "--impl", str(root), "-p", "no:cacheprovider",
+                                           "--import-mode=importlib", "-p", "no:randomly", "--timeout", "1",
                                            "--kata-report", str(report), *quiet)
     results = {r["nodeid"].split("::")[-1]: r for r in json.loads(report.read_text())["results"]}
     assert [r["outcome"] for r in results.values()] == ["failed", "skipped", "skipped", "passed"], results
     assert results["test_loops_first"]["message"].startswith(
-        "TIMEOUT in your `normalise` after 2 s: the test was stopped\nCalled normalise(x[")
+        "TIMEOUT in your `normalise` after 1 s: the test was stopped\nCalled normalise(x[")
     for name in ("test_loops_again", "test_loops_once_more"):
         assert results[name]["message"] == (
-            "Skipped: your `normalise` timed out in an earlier test (test_loops_first) after 2 s: not run again")
+            "Skipped: your `normalise` timed out in an earlier test (test_loops_first) after 1 s: not run again")
         assert results[name]["duration"] < 1.0  # skipped at once, not after another 2 s
     if terminal == "terminal":
-        result.stdout.fnmatch_lines(["*TIMEOUT in your `normalise` after 2 s*"])
+        result.stdout.fnmatch_lines(["*TIMEOUT in your `normalise` after 1 s*"])
         assert "Timeout (>" not in result.stdout.str()  # pytest-timeout's own message never shows
 
 
 def test_a_hung_import_costs_one_timeout(course):
-    result = course("import torch\nwhile True:\n    pass\n", "--timeout", "2", "-rs")
+    result = course("import torch\nwhile True:\n    pass\n", "--timeout", "1", "-rs")
     result.assert_outcomes(failed=1, skipped=2, deselected=1)
     result.stdout.fnmatch_lines([
-        "TIMEOUT while importing week9/demo.py after 2 s: the test was stopped",
-        "*importing week9/demo.py timed out in an earlier test (test_double) after 2 s: not run again",
+        "TIMEOUT while importing week9/demo.py after 1 s: the test was stopped",
+        "*importing week9/demo.py timed out in an earlier test (test_double) after 1 s: not run again",
     ])
 
 
@@ -340,7 +341,7 @@ def run_prerequisite_course(pytester, source: str, order: list[str], *args):
     (root / "week9").mkdir(parents=True, exist_ok=True)
     (root / "week9" / "demo.py").write_text(textwrap.dedent(source))
     report = pytester.path / "report.json"
-    result = pytester.runpytest_subprocess(*(f"week9/test_demo.py::{name}" for name in order),
+    result = pytester.runpytest(*(f"week9/test_demo.py::{name}" for name in order),
                                            "-p", "graders.plugin", "--impl", str(root), "-p", "no:cacheprovider",
                                            "--import-mode=importlib", "--kata-report", str(report), *args)
     return result, {r["nodeid"].split("::")[-1]: r for r in json.loads(report.read_text())["results"]}
