@@ -122,3 +122,9 @@ def points_of(item) -> float | None:
         return None
     value = marker.args[0] if marker.args else marker.kwargs.get("n")
     return float(value)
+
+
+def counted(n: float, noun: str) -> str:
+    """`n` things in English: counted(1, "point") is "1 point", counted(0.5, "point") is
+    "0.5 points", counted(3, "kata") is "3 katas"."""
+    return f"{n:g} {noun}" + ("" if n == 1 else "s")

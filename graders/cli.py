@@ -198,13 +198,9 @@ def skipped_tests(results: list[dict]) -> list[Text]:
     lines = []
     for reason, tests in by_reason.items():
         points = sum(t["points"] or 0.0 for t in tests)
-        lines.append(Text(f"{_counted(len(tests), 'test')} skipped ({reason}): "
-                          f"{_counted(points, 'point')} not counted", style="yellow"))
+        lines.append(Text(f"{catalog.counted(len(tests), 'test')} skipped ({reason}): "
+                          f"{catalog.counted(points, 'point')} not counted", style="yellow"))
     return lines
-
-
-def _counted(n: float, noun: str) -> str:
-    return f"{n:g} {noun}" + ("" if n == 1 else "s")
 
 
 def cmd_check(args, console: Console) -> int:
@@ -270,7 +266,7 @@ def cmd_list(args, console: Console) -> int:
     # Rounded down: 99.6% is not done.
     percent = int(100 * earned_in_all / available_in_all) if available_in_all else 0
     table.add_section()
-    table.add_row(Text("total", style="bold"), one_line(_counted(len(katas), "kata")),
+    table.add_row(Text("total", style="bold"), one_line(catalog.counted(len(katas), "kata")),
                   Text(f"{earned_in_all:g} / {available_in_all:g}", style="bold"), Text(f"{percent}%", style="bold"))
     console.print(table)
     console.print(Text("status: from your last `kata check`; changed: the file was edited since", style="dim"))

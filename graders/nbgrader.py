@@ -35,7 +35,6 @@ from pathlib import Path
 import pytest
 
 from . import catalog, impl, notebook, runner
-from .notebook import points_text
 
 NOTEBOOK_LIMIT_MB = 32
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -142,12 +141,12 @@ def week_notebook(week: str, tests: list[GradedTest] | None = None, gpu: bool = 
             cells.append(_cell("code", c.source, id_, meta, {"solution": True} if c.solution else None))
         mine = [t for t in tests if t.kata == kata.id]
         total = sum(t.points for t in mine)
-        cells.append(_cell("markdown", f"### Tests of {kata.id} ({points_text(total)})\n\nThe first cell runs all of "
+        cells.append(_cell("markdown", f"### Tests of {kata.id} ({catalog.counted(total, 'point')})\n\nThe first cell runs all of "
                            "the kata's tests in a subprocess; each cell then shows one test's result.",
                            cell_id(week, kata.name, "tests"), {"about": kata.id}, {"locked": True}))
         for t in mine:
             call = f"import graders.notebook as _kata\n_kata.check({t.nodeid!r})"
-            head = f"# {'hidden test' if t.hidden else 'test'} {t.nodeid} ({points_text(t.points)})\n"
+            head = f"# {'hidden test' if t.hidden else 'test'} {t.nodeid} ({catalog.counted(t.points, 'point')})\n"
             source = head + (f"### BEGIN HIDDEN TESTS\n{call}\n### END HIDDEN TESTS" if t.hidden else call)
             cells.append(_cell("code", source, cell_id_of_test(t.nodeid), {"test": t.nodeid, "hidden": t.hidden},
                                {"grade": True, "locked": True, "points": t.points}))

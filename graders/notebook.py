@@ -46,11 +46,6 @@ class BuildError(Exception):
     """A kata's stub and reference cannot be laid out as notebook cells."""
 
 
-def points_text(points: float) -> str:
-    """"1 point", "2 points", "0.5 points": what a test is worth, in English."""
-    return f"{points:g} point" + ("" if points == 1 else "s")
-
-
 @dataclass(frozen=True)
 class KataCell:
     kata: str  # "week2/attention"
@@ -469,7 +464,7 @@ def check(nodeid: str) -> None:
     if result is None:
         raise KataTestFailure(f"{nodeid} did not run: the course's tests changed since this notebook was made")
     if result["outcome"] == "passed":
-        print(f"passed ({points_text(result['points'] or 0)})")
+        print(f"passed ({catalog.counted(result['points'] or 0, 'point')})")
     elif result["outcome"] == "skipped":  # a GPU test without CUDA: its points need a GPU machine
         raise KataTestFailure(f"not run here: {result['message'].strip()}")
     elif result["hidden"]:
