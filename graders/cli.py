@@ -14,122 +14,25 @@ has to type next: titles shorten with an ellipsis instead.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 from rich.panel import Panel
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn)
-from rich.table import Column, Table
+from rich.table import Table
 from rich.text import Text
 
-from . import catalog, fixtures, impl, runner, sandbox
+from . import catalog, checking, fixtures, impl, runner, sandbox
+from .checking import (first_failure, first_to_fix, load_results, run_tests, save_results, select,
+                       skipped_tests, source_digest)
 from .grade import grade
 from .reports import FORMATS, Report, plain, render
 from .plugin import kata_totals, status_of
 
-STATE_DIR = Path(os.environ.get("KATA_STATE_DIR", impl.PROJECT_ROOT / ".kata"))
 STATUS_STYLE = {"passing": "green", "failing": "red", "syntax error": "red", "import error": "red",
                 "not started": "dim", "no tests": "dim", "changed": "yellow", "unknown": "dim"}
-
-
-# --- selecting katas and running their tests --------------------------------------------
-
-
-def select(target: str | None) -> list[catalog.Kata]:
-    """`None` (everything), `weekN`, or `weekN/kata`."""
-    katas = catalog.all_katas()
-    if not target:
-        return katas
-    target = target.strip("/")
-    chosen = [k for k in katas if k.id == target or k.week == target]
-    if not chosen:
-        known = ", ".join(sorted({k.week for k in katas} | {k.id for k in katas}))
-        raise SystemExit(f"kata: no kata or week called {target!r}. Known: {known}")
-    return chosen
-
-
-class _CountColumn(MofNCompleteColumn):
-    """`done/total` tests; blank while pytest is still collecting (no frozen-looking `0/?`)."""
-
-    def render(self, task):
-        return Text("") if task.total is None else super().render(task)
-
-
-class _Progress:
-    """A pytest plugin that drives a rich progress line: the test running now, how many are
-    done, and the time so far.
-
-    The name changes when a test starts (`logstart`), not when it ends, so a test that hangs
-    is named while it hangs; the clock and spinner are redrawn by rich's own thread, so they
-    keep moving during a slow collection or a student's endless loop."""
-
-    def __init__(self, progress: Progress):
-        self.progress = progress
-        self.task = progress.add_task("collecting…", total=None)
-
-    def pytest_collection_finish(self, session):
-        self.progress.update(self.task, total=len(session.items), description="starting…")
-
-    def pytest_runtest_logstart(self, nodeid, location):
-        self.progress.update(self.task, description=nodeid.split("::")[-1])
-
-    def pytest_runtest_logreport(self, report):
-        if report.when == "call" or (report.when == "setup" and not report.passed):
-            self.progress.advance(self.task)
-
-
-def progress_display(console: Console) -> Progress:
-    """The line `kata check` shows while tests run. Test names are data (parametrize ids
-    contain brackets), so the name column shows them as plain text, cut to a fixed width."""
-    name = TextColumn("{task.description}", markup=False,
-                      table_column=Column(width=40, no_wrap=True, overflow="ellipsis"))
-    return Progress(SpinnerColumn(), name, BarColumn(bar_width=15), _CountColumn(), TimeElapsedColumn(),
-                    console=console, transient=True, disable=not console.is_terminal)
-
-
-def run_tests(files: list[str], implementation: str, hidden: bool, console: Console,
-              extra: list[str] | None = None) -> runner.Results:
-    with progress_display(console) as progress:
-        results = runner.run(files, impl=implementation, hidden=hidden, plugins=(_Progress(progress),),
-                             extra=tuple(extra or ()))
-    if results.exit_code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
-        raise SystemExit(f"kata: pytest could not run ({results.exit_code.name})")
-    return results
-
-
-# --- remembering the last results (for `kata list`) ---------------------------------------
-
-
-def _source_digest(implementation: impl.Implementation, kata: catalog.Kata) -> str | None:
-    path = implementation.path_of(kata.module)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
-def _state_file(implementation: impl.Implementation) -> Path:
-    digest = hashlib.sha1(str(implementation.root).encode()).hexdigest()[:12]
-    return STATE_DIR / f"results-{digest}.json"
-
-
-def save_results(implementation: impl.Implementation, katas: list[catalog.Kata], results: list[dict]) -> None:
-    path = _state_file(implementation)
-    state = json.loads(path.read_text()) if path.is_file() else {}
-    totals = kata_totals(results)
-    for kata in katas:
-        if kata.id in totals:
-            state[kata.id] = {**totals[kata.id], "source": _source_digest(implementation, kata)}
-    STATE_DIR.mkdir(exist_ok=True)
-    path.write_text(json.dumps(state, indent=1))
-
-
-def load_results(implementation: impl.Implementation) -> dict:
-    path = _state_file(implementation)
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -171,38 +74,6 @@ def points_table(katas: list[catalog.Kata], totals: dict, title: str) -> tuple[T
     return table, earned, possible
 
 
-def first_failure(kata_id: str, failure: dict) -> Panel:
-    """The first failing test of the kata being worked on: its message as the test wrote it
-    (plain text: brackets in it are data, not rich markup)."""
-    message = plain(failure["message"]).strip() or failure["outcome"]
-    return Panel(Text(message), title=Text(f"{kata_id}: first failure"),
-                 subtitle=Text(plain(failure["nodeid"].split("::")[-1])), border_style="red", expand=False)
-
-
-
-def first_to_fix(results: list[dict], kata_id: str) -> dict:
-    """The kata's first failure to show: one that is not only the consequence of another
-    function failing its own tests (those carry `prerequisites`), when there is one."""
-    failures = [r for r in results if r["kata"] == kata_id and r["outcome"] in ("failed", "error")]
-    return next((r for r in failures if not r.get("prerequisites")), failures[0])
-
-
-def skipped_tests(results: list[dict]) -> list[Text]:
-    """One line per reason tests were skipped (a GPU test without CUDA), with the points they
-    were not counted for: why `kata list`, which counts every test, offers more points."""
-    by_reason: dict[str, list[dict]] = {}
-    for r in results:
-        if r["outcome"] == "skipped":
-            reason = plain(r["message"] or "no reason given").strip().removeprefix("Skipped: ")
-            by_reason.setdefault(reason, []).append(r)
-    lines = []
-    for reason, tests in by_reason.items():
-        points = sum(t["points"] or 0.0 for t in tests)
-        lines.append(Text(f"{catalog.counted(len(tests), 'test')} skipped ({reason}): "
-                          f"{catalog.counted(points, 'point')} not counted", style="yellow"))
-    return lines
-
-
 def cmd_check(args, console: Console) -> int:
     katas = select(args.target)
     implementation = impl.resolve(args.impl)
@@ -239,7 +110,7 @@ def last_check(kata: catalog.Kata, saved: dict | None, implementation: impl.Impl
     with this implementation), `changed` (its file was edited since), or the status it had."""
     if saved is None:
         return "not run", None
-    if saved.get("source") != _source_digest(implementation, kata):
+    if saved.get("source") != source_digest(implementation, kata):
         return "changed", saved["earned"]
     return status_of(saved), saved["earned"]
 
@@ -288,13 +159,13 @@ def cmd_hint(args, console: Console) -> int:
     if not kata.hints:
         console.print(f"{kata.id} has no hints yet.", markup=False)
         return 0
-    state_path = STATE_DIR / "hints.json"
+    state_path = checking.STATE_DIR / "hints.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     shown = len(kata.hints) if args.all else min(state.get(kata.id, 0) + 1, len(kata.hints))
     if args.reset:
         shown = 0
     state[kata.id] = shown
-    STATE_DIR.mkdir(exist_ok=True)
+    checking.STATE_DIR.mkdir(exist_ok=True)
     state_path.write_text(json.dumps(state, indent=1))
     for i, text in enumerate(kata.hints[:shown], 1):
         console.print(Panel(Text(text), title=f"{kata.id} — hint {i} of {len(kata.hints)}", expand=False))
@@ -367,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     nbgrader.add_commands(sub)
     gradescope.add_parser(sub)
-    watch.add_parser(sub, sys.modules[__name__])  # kata check's helpers, passed in: no import cycle
+    watch.add_parser(sub)
 
     p = sub.add_parser("release", help="write the student copy (no reference, no hidden tests)")
     p.add_argument("out_dir")

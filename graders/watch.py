@@ -15,9 +15,7 @@ and exit code 0; a run stopped by Ctrl-C is not recorded.
 
 The loop (`watch_loop`) takes any iterable of change batches, as `watchfiles.watch` yields
 them (sets of `(Change, path)`), so tests drive it with a list. Each run happens in this
-process through `kata check`'s own helpers (`run_tests`, `save_results`, `load_results`,
-`first_failure`, ... of graders.cli), which the `kata` command hands to `add_parser` (`checks`):
-graders.cli registers this command, so importing it from here would make an import cycle.
+process through `kata check`'s own helpers (graders.checking).
 The implementation's modules are dropped from `sys.modules` before each run, so the saved
 file is imported afresh.
 """
@@ -35,21 +33,20 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-from . import catalog, impl
+from . import catalog, checking, impl
 from .plugin import kata_totals, status_of
 
 GOODBYE = "Stopped watching. Bye!"
 Changes = Iterable[set]  # batches of (watchfiles.Change, path) pairs
 
 
-def add_parser(subparsers, checks) -> None:
-    """Register `kata watch` on `kata`'s argparse subparsers. `checks`: the module with
-    `kata check`'s helpers (graders.cli, which passes itself)."""
+def add_parser(subparsers) -> None:
+    """Register `kata watch` on `kata`'s argparse subparsers."""
     p = subparsers.add_parser("watch", help="re-run a kata each time you save it; move on when it passes")
     p.add_argument("target", nargs="?", help="weekN or weekN/kata to start from "
                                              "(default: the first kata not known to pass)")
     p.add_argument("--impl", default=None, help="katas (default), reference, or a submission directory")
-    p.set_defaults(func=run, kata_checks=checks)
+    p.set_defaults(func=run)
 
 
 def run(args, console: Console) -> int:
@@ -57,10 +54,9 @@ def run(args, console: Console) -> int:
     if not implementation.root.is_dir():
         print(f"kata watch: {implementation.root} is not a directory", file=sys.stderr)
         return 2
-    checks = args.kata_checks
     course = catalog.all_katas()
-    start = checks.select(args.target)[0] if args.target else first_unfinished(course, implementation, checks)
-    return watch_loop(course, start, implementation, _changes(implementation.root), console, checks)
+    start = checking.select(args.target)[0] if args.target else first_unfinished(course, implementation)
+    return watch_loop(course, start, implementation, _changes(implementation.root), console)
 
 
 def _changes(root: Path, stop_event: threading.Event | None = None, **options) -> Changes:
@@ -71,15 +67,15 @@ def _changes(root: Path, stop_event: threading.Event | None = None, **options) -
                             raise_interrupt=True, **options)
 
 
-def first_unfinished(course: list[catalog.Kata], implementation: impl.Implementation, checks) -> catalog.Kata:
-    return next((k for k in course if not known_passing(k, implementation, checks)), course[0])
+def first_unfinished(course: list[catalog.Kata], implementation: impl.Implementation) -> catalog.Kata:
+    return next((k for k in course if not known_passing(k, implementation)), course[0])
 
 
-def known_passing(kata: catalog.Kata, implementation: impl.Implementation, checks) -> bool:
+def known_passing(kata: catalog.Kata, implementation: impl.Implementation) -> bool:
     """The last run of `kata` (check or watch) passed, and its file has not changed since."""
-    saved = checks.load_results(implementation).get(kata.id)
+    saved = checking.load_results(implementation).get(kata.id)
     return (saved is not None and status_of(saved) == "passing"
-            and saved.get("source") == checks._source_digest(implementation, kata))
+            and saved.get("source") == checking.source_digest(implementation, kata))
 
 
 def kata_for_changes(batch: Iterable, root: Path, course: list[catalog.Kata],
@@ -125,9 +121,9 @@ class _Interrupted(Exception):
 
 
 class _Watch:
-    def __init__(self, course, implementation, console, checks, run_tests):
-        self.course, self.implementation, self.console, self.checks = course, implementation, console, checks
-        self.run_tests = run_tests or checks.run_tests
+    def __init__(self, course, implementation, console, run_tests):
+        self.course, self.implementation, self.console = course, implementation, console
+        self.run_tests = run_tests or checking.run_tests
         self.ctrl_c = threading.Event()
 
     def run_kata(self, kata: catalog.Kata) -> bool:
@@ -138,9 +134,9 @@ class _Watch:
         results = getattr(run, "tests", run)  # run_tests's runner.Results (or its records alone)
         if self.ctrl_c.is_set() or getattr(run, "exit_code", None) == pytest.ExitCode.INTERRUPTED:
             raise _Interrupted  # pytest stopped at the Ctrl-C: a partial result, never recorded
-        self.checks.save_results(self.implementation, [kata], results)
+        checking.save_results(self.implementation, [kata], results)
         totals = kata_totals(results).get(kata.id)
-        for line in self.checks.skipped_tests(results):  # GPU tests skipped here, and why
+        for line in checking.skipped_tests(results):  # GPU tests skipped here, and why
             self.console.print(line)
         if totals is None or status_of(totals) == "no tests":
             self.console.print(Text(f"{kata.id}: no test ran here; moving on."))
@@ -151,8 +147,8 @@ class _Watch:
             return True
         tests = f"{totals['passed']}/{totals['passed'] + totals['failed']} tests passing"
         self.console.print(Text.assemble(("✗ ", "red"), f"{kata.id}: {status_of(totals)}, {tests}, {points}"))
-        failure = self.checks.first_to_fix(results, kata.id)
-        self.console.print(self.checks.first_failure(kata.id, failure))
+        failure = checking.first_to_fix(results, kata.id)
+        self.console.print(checking.first_failure(kata.id, failure))
         self.console.print(Text(f"More help: kata hint {kata.id}"))
         return False
 
@@ -164,7 +160,7 @@ class _Watch:
             if not self.run_kata(kata):
                 return kata
             index += 1
-            while index < len(self.course) and known_passing(self.course[index], self.implementation, self.checks):
+            while index < len(self.course) and known_passing(self.course[index], self.implementation):
                 self.console.print(Text(f"{self.course[index].id} already passes (unchanged since its last run)."))
                 index += 1
             if index < len(self.course):
@@ -174,12 +170,12 @@ class _Watch:
 
 
 def watch_loop(course: list[catalog.Kata], start: catalog.Kata, implementation: impl.Implementation,
-               changes: Changes, console: Console, checks, run_tests: Callable | None = None) -> int:
+               changes: Changes, console: Console, run_tests: Callable | None = None) -> int:
     """Run `start`, then re-run katas as `changes` arrive, until every kata from the current
-    one on passes, the changes end, or Ctrl-C. `checks`: graders.cli (`kata check`'s helpers);
-    `run_tests`, with `checks.run_tests`'s signature, replaces it (tests pass a fake).
+    one on passes, the changes end, or Ctrl-C. `run_tests`, with `checking.run_tests`'s
+    signature, replaces it (tests pass a fake).
     Returns the exit code: 0."""
-    watch = _Watch(course, implementation, console, checks, run_tests)
+    watch = _Watch(course, implementation, console, run_tests)
 
     def on_ctrl_c(signum, frame):
         watch.ctrl_c.set()

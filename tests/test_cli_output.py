@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console
 
-from graders import catalog, cli, impl, runner
+from graders import catalog, checking, cli, impl, runner
 from graders.reports import Report
 
 pytestmark = pytest.mark.timeout(300)
@@ -52,7 +52,7 @@ def result(nodeid: str, outcome: str = "failed", message: str = "", points: floa
 
 @pytest.fixture
 def state_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "STATE_DIR", tmp_path / "state")
+    monkeypatch.setattr(checking, "STATE_DIR", tmp_path / "state")
     return tmp_path / "state"
 
 
@@ -67,7 +67,7 @@ def check(monkeypatch, results: list[dict], target: str | None = "week2/attentio
 
 def listing(monkeypatch, target: str | None = None, points: dict | None = None) -> str:
     """`kata list TARGET` with the points available given (collecting every test costs ~10 s)."""
-    katas = cli.select(target)
+    katas = checking.select(target)
     monkeypatch.setattr(cli, "_points_available", lambda _: points or {k.id: 168.0 for k in katas})
     out = console()
     assert cli.cmd_list(argparse.Namespace(target=target, impl=None), out) == 0
@@ -253,9 +253,9 @@ def progress_line(progress) -> str:
 
 def test_progress_shows_a_clock_while_collecting_and_then_the_test_running_now():
     now = [100.0]
-    progress = cli.progress_display(console())
+    progress = checking.progress_display(console())
     progress.get_time = lambda: now[0]
-    plugin = cli._Progress(progress)
+    plugin = checking._Progress(progress)
     now[0] += 75
     collecting = progress_line(progress)
     assert "collecting…" in collecting and "0:01:15" in collecting and "?" not in collecting, collecting
@@ -281,8 +281,8 @@ def test_ctrl_c_during_check_says_interrupted_and_keeps_the_last_result(tmp_path
     source = (impl.NAMED_ROOTS["reference"] / "week2" / "attention.py").read_text()
     signature = re.search(r"def causal_mask\(.*\n", source).group()
     (root / "week2" / "attention.py").write_text(source.replace(signature, signature + "    raise KeyboardInterrupt\n"))
-    monkeypatch.setattr(cli, "STATE_DIR", tmp_path / "state")
-    saved = cli._state_file(impl.resolve(str(root)))
+    monkeypatch.setattr(checking, "STATE_DIR", tmp_path / "state")
+    saved = checking._state_file(impl.resolve(str(root)))
     saved.parent.mkdir()
     saved.write_text('{"week2/attention": "the last complete check"}')
     output = kata("check", "week2/attention", "--impl", str(root), state_dir=tmp_path / "state")

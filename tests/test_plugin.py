@@ -393,7 +393,7 @@ def test_a_crash_that_follows_from_a_failing_function_says_fix_it_first_too(pyte
 
 
 def test_the_call_graph_reads_functions_methods_and_modules(tmp_path):
-    from graders.plugin import call_graph
+    from graders.prerequisites import call_graph
 
     source = tmp_path / "demo.py"
     source.write_text(textwrap.dedent("""
@@ -436,7 +436,7 @@ def test_the_call_graph_reads_functions_methods_and_modules(tmp_path):
 
 
 def test_prerequisites_name_the_deepest_failing_function():
-    from graders.plugin import CallGraph, prerequisites
+    from graders.prerequisites import CallGraph, prerequisites
 
     graph = CallGraph({"train": frozenset({"merge", "count"}), "merge": frozenset(), "count": frozenset({"merge"}),
                        "encode": frozenset({"merge"}), "g": frozenset({"h"}), "h": frozenset({"g"})})

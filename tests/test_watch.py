@@ -20,7 +20,7 @@ from hypothesis import settings
 from rich.console import Console
 from watchfiles import Change
 
-from graders import catalog, cli, impl, watch
+from graders import catalog, checking, impl, watch
 
 pytestmark = pytest.mark.timeout(300)  # whole kata sessions run in this process
 
@@ -36,7 +36,7 @@ def state_dir(tmp_path, monkeypatch):
     kata session in this process changes for the rest of it ($KATA_IMPL, the hypothesis
     profile) is put back afterwards."""
     state = tmp_path / "state"
-    monkeypatch.setattr(cli, "STATE_DIR", state)
+    monkeypatch.setattr(checking, "STATE_DIR", state)
     original = os.environ.get(impl.ENV_VAR)
     monkeypatch.setenv(impl.ENV_VAR, "recorded")  # monkeypatch restores what was there, or its absence
     if original is None:
@@ -63,7 +63,7 @@ def make_root(tmp_path: Path, **modules: Path) -> impl.Implementation:
 
 
 class FakeRuns:
-    """cli.run_tests's stand-in: a kata passes when its module's file contains PASS."""
+    """checking.run_tests's stand-in: a kata passes when its module's file contains PASS."""
 
     def __init__(self, implementation, on_call=None):
         self.implementation = implementation
@@ -94,7 +94,7 @@ def test_a_saved_fix_is_rerun_then_watch_moves_to_the_next_kata(tmp_path):
         yield {(Change.modified, str(module))}
 
     out_console, out = console()
-    code = watch.watch_loop([ATTENTION, MICROGRAD], ATTENTION, implementation, changes(), out_console, cli)
+    code = watch.watch_loop([ATTENTION, MICROGRAD], ATTENTION, implementation, changes(), out_console)
     text = out.getvalue()
     assert code == 0
     assert "week2/attention: first failure" in text and "NOT STARTED" in text
@@ -104,7 +104,7 @@ def test_a_saved_fix_is_rerun_then_watch_moves_to_the_next_kata(tmp_path):
     assert "Moving on to the next kata: week2/micrograd" in text
     assert "✓ week2/micrograd passes" in text
     assert "nothing left to watch" in text
-    saved = cli.load_results(implementation)  # recorded for `kata list`, as `kata check` does
+    saved = checking.load_results(implementation)  # recorded for `kata list`, as `kata check` does
     assert saved["week2/attention"]["failed"] == 0 and saved["week2/micrograd"]["failed"] == 0
 
 
@@ -130,7 +130,7 @@ def test_watchfiles_sees_the_saved_file_and_reruns_the_kata(tmp_path):
     try:
         out_console, out = console()
         started = time.monotonic()
-        code = watch.watch_loop([ATTENTION], ATTENTION, implementation, changes(), out_console, cli, run_tests=runs)
+        code = watch.watch_loop([ATTENTION], ATTENTION, implementation, changes(), out_console, run_tests=runs)
     finally:
         safety.cancel()
     assert code == 0
@@ -144,7 +144,7 @@ def test_the_first_failure_is_shown_as_plain_text(tmp_path):
     """Messages and node ids are student- and test-controlled: markup-looking text stays as is."""
     implementation = make_root(tmp_path, attention=STUBS)
     out_console, out = console()
-    watch.watch_loop([ATTENTION], ATTENTION, implementation, [], out_console, cli, run_tests=FakeRuns(implementation))
+    watch.watch_loop([ATTENTION], ATTENTION, implementation, [], out_console, run_tests=FakeRuns(implementation))
     text = out.getvalue()
     assert "expected [/b] got [red]" in text and "test_one[1]" in text and "Hint (demo): look" in text
     assert "✗ week2/attention: failing, 0/1 tests passing, 0 / 2 points" in text
@@ -158,7 +158,7 @@ def test_ctrl_c_while_waiting_says_goodbye_and_exits_0(tmp_path):
         yield
 
     out_console, out = console()
-    code = watch.watch_loop([ATTENTION], ATTENTION, implementation, changes(), out_console, cli,
+    code = watch.watch_loop([ATTENTION], ATTENTION, implementation, changes(), out_console,
                             run_tests=FakeRuns(implementation))
     assert code == 0
     assert out.getvalue().rstrip().splitlines()[-1] == watch.GOODBYE
@@ -179,12 +179,12 @@ def test_ctrl_c_during_a_run_exits_0_without_recording_the_partial_result(tmp_pa
             return []
 
     code = watch.watch_loop([ATTENTION], ATTENTION, implementation, [{(Change.modified, str(module))}],
-                            out_console, cli, run_tests=runs_swallowing)
+                            out_console, run_tests=runs_swallowing)
     assert code == 0
     assert runs.calls == ["week2/attention", "week2/attention"]
     assert out.getvalue().rstrip().splitlines()[-1] == watch.GOODBYE
     assert signal.getsignal(signal.SIGINT) is previous  # the handler is put back
-    assert cli.load_results(implementation)["week2/attention"]["failed"] == 1  # the first run's, only
+    assert checking.load_results(implementation)["week2/attention"]["failed"] == 1  # the first run's, only
 
 
 def test_katas_known_to_pass_are_skipped_when_moving_on(tmp_path):
@@ -193,11 +193,11 @@ def test_katas_known_to_pass_are_skipped_when_moving_on(tmp_path):
         module = implementation.path_of(f"week2.{name}")
         module.write_text(module.read_text() + "\n# PASS\n")
     runs = FakeRuns(implementation)
-    cli.save_results(implementation, [MICROGRAD], runs(catalog.test_files([MICROGRAD], False), None, False, None))
+    checking.save_results(implementation, [MICROGRAD], runs(catalog.test_files([MICROGRAD], False), None, False, None))
     runs.calls.clear()
-    assert watch.first_unfinished([ATTENTION, MICROGRAD], implementation, cli) == ATTENTION
+    assert watch.first_unfinished([ATTENTION, MICROGRAD], implementation) == ATTENTION
     out_console, out = console()
-    watch.watch_loop([ATTENTION, MICROGRAD], ATTENTION, implementation, [], out_console, cli, run_tests=runs)
+    watch.watch_loop([ATTENTION, MICROGRAD], ATTENTION, implementation, [], out_console, run_tests=runs)
     assert runs.calls == ["week2/attention"]
     assert "week2/micrograd already passes" in out.getvalue()
 
@@ -226,11 +226,11 @@ def test_the_watch_command_wiring(tmp_path, monkeypatch):
     """`kata watch weekN/kata --impl DIR` through add_parser, as graders/cli.py registers it."""
     implementation = make_root(tmp_path, attention=STUBS)
     parser = argparse.ArgumentParser(prog="kata")
-    watch.add_parser(parser.add_subparsers(dest="command", required=True), cli)  # as graders/cli.py does
+    watch.add_parser(parser.add_subparsers(dest="command", required=True))  # as graders/cli.py does
     args = parser.parse_args(["watch", "week2/attention", "--impl", str(implementation.root)])
-    assert args.func is watch.run and args.target == "week2/attention" and args.kata_checks is cli
+    assert args.func is watch.run and args.target == "week2/attention"
     runs = FakeRuns(implementation)
-    monkeypatch.setattr(cli, "run_tests", runs)
+    monkeypatch.setattr(checking, "run_tests", runs)
     monkeypatch.setattr(watch, "_changes", lambda root: iter([]))
     out_console, out = console()
     assert args.func(args, out_console) == 0
