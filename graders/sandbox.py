@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import importlib.util
 import itertools
 import json
 import os
@@ -49,7 +50,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import catalog, runner
+from . import catalog, impl, runner
 from .recording import timeout_text
 from .events import recording_from_json, recording_to_json
 from .untrusted import FileTooLarge, file_stem, nesting_depth_at_most, read_regular
@@ -236,6 +237,27 @@ BASE_PROTECTIONS = ["resource limits", "per-test deadline with SIGKILL of the wh
                     "allowlisted environment"]
 
 
+def _paths_children_read() -> list[Path]:
+    """What a child started without bubblewrap reads in place: the interpreter, its standard
+    library, the installed packages, and the course."""
+    packages = [importlib.util.find_spec(name) for name in ("pytest", "torch")]
+    return [Path(sys.executable).resolve(), Path(os.__file__).resolve().parent,
+            *(Path(spec.origin).resolve().parent for spec in packages if spec and spec.origin), impl.PROJECT_ROOT]
+
+
+def _readable_by_others(path: Path) -> bool:
+    """Whether a uid with no rights of its own can read `path`: every directory above it
+    searchable by others, and the path itself readable (and searchable, for a directory)."""
+    try:
+        for parent in reversed(path.parents):
+            if not parent.stat().st_mode & 0o001:
+                return False
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return bool(mode & 0o004) and (not path.is_dir() or bool(mode & 0o001))
+
+
 @functools.cache
 def isolation(unsafe: bool = False) -> Isolation:
     """Probe once per process what can be had. Raises SandboxUnavailable, naming what to
@@ -243,8 +265,15 @@ def isolation(unsafe: bool = False) -> Isolation:
     root = os.name == "posix" and os.geteuid() == 0
     drop = root and shutil.which("setpriv") is not None
     if unsafe:
-        protections = BASE_PROTECTIONS + (["unprivileged uid per child"] if drop else [])
-        return Isolation(False, protections + ["UNSAFE: no sandbox (--unsafe-no-sandbox)"], drop)
+        # Without bubblewrap the child reads the interpreter and the course where they are: an
+        # unprivileged uid that cannot (a Python under /root) would run no test at all.
+        unreadable = next((p for p in _paths_children_read() if not _readable_by_others(p)), None) if drop else None
+        protections = BASE_PROTECTIONS + (["unprivileged uid per child"] if drop and unreadable is None else [])
+        if unreadable is not None:
+            protections.append(f"runs as root: {unreadable} is not readable by other users, so children keep "
+                               "the grader's uid")
+        return Isolation(False, protections + ["UNSAFE: no sandbox (--unsafe-no-sandbox)"],
+                         drop and unreadable is None)
     if not sys.platform.startswith("linux"):
         raise SandboxUnavailable("kata grade sandboxes submissions with bubblewrap, which needs Linux; "
                                  "to grade your own code here, pass --unsafe-no-sandbox")
@@ -543,12 +572,12 @@ def run_child(spec: ChildSpec, limits: Limits, timeouts: dict[str, float], unsaf
         seccomp_file = tempfile.TemporaryFile(dir=spec.tree.work)
         seccomp_file.write(seccomp_program(no_processes=spec.no_processes))
         seccomp_file.seek(0)
-    command, _ = _command(spec, iso, write_end, seccomp_file.fileno() if seccomp_file else None)
-    env = child_environment(INSIDE if iso.sandboxed else _unsafe_root(spec),
-                            RECORD_INSIDE if iso.sandboxed else spec.recordings)
+    command, inside = _command(spec, iso, write_end, seccomp_file.fileno() if seccomp_file else None)
+    env = child_environment(inside, RECORD_INSIDE if iso.sandboxed else spec.recordings)
     sink: list[bytes] = []
     try:
-        process = subprocess.Popen(command, cwd=spec.tree.work, env=env, stdin=subprocess.DEVNULL,
+        # bubblewrap changes to the course itself; without it the child starts there
+        process = subprocess.Popen(command, cwd=spec.tree.work if iso.sandboxed else inside, env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_limits(limits),
                                    start_new_session=True, close_fds=True,
                                    pass_fds=[write_end] + ([seccomp_file.fileno()] if seccomp_file else []))

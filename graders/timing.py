@@ -84,7 +84,7 @@ def time_test(spec: sandbox.ChildSpec, nodeid: str, limits: sandbox.Limits, seco
     command, inside = sandbox._command(spec, iso, control_write, seccomp_file.fileno() if seccomp_file else None)
     env = sandbox.child_environment(inside, spec.recordings)
     try:
-        process = subprocess.Popen(command, cwd=spec.tree.work, env=env, stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(command, cwd=spec.tree.work if iso.sandboxed else inside, env=env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    preexec_fn=sandbox._limits(limits), start_new_session=True, close_fds=True,
                                    pass_fds=[go_read, control_write] + ([seccomp_file.fileno()] if seccomp_file else []))

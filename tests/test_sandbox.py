@@ -157,6 +157,55 @@ def test_kata_grade_bad_input_is_one_line_and_a_nonzero_exit(args, message):
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+def test_readable_by_others_needs_every_directory_above_searchable():
+    """Without bubblewrap, a child dropped to an unprivileged uid reads the interpreter and the
+    course in place: a Python under a private home (/root/.pyenv) would run no test at all."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/tmp") as base:  # pytest's own tmp_path sits in a 0700 directory
+        _check_readable_by_others(Path(base))
+
+
+def _check_readable_by_others(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    (tmp_path / "open").mkdir(mode=0o755)
+    (tmp_path / "open" / "python").write_text("")
+    (tmp_path / "open" / "python").chmod(0o644)
+    assert sandbox._readable_by_others(tmp_path / "open" / "python")
+    (tmp_path / "open").chmod(0o750)
+    assert not sandbox._readable_by_others(tmp_path / "open" / "python")
+    (tmp_path / "open").chmod(0o755)
+    (tmp_path / "open" / "python").chmod(0o600)
+    assert not sandbox._readable_by_others(tmp_path / "open" / "python")
+    assert not sandbox._readable_by_others(tmp_path / "missing")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="the uid drop happens as root")
+def test_unsafe_grading_as_root_keeps_its_uid_when_others_cannot_read_the_interpreter(monkeypatch):
+    unreadable = [p for p in sandbox._paths_children_read() if not sandbox._readable_by_others(p)]
+    iso = sandbox.isolation.__wrapped__(unsafe=True)
+    assert iso.drop_to_uid == (not unreadable)
+    if unreadable:
+        assert any(str(unreadable[0]) in p and "keep the grader's uid" in p for p in iso.protections)
+    monkeypatch.setattr(sandbox, "_readable_by_others", lambda path: True)
+    assert sandbox.isolation.__wrapped__(unsafe=True).drop_to_uid
+
+
+@pytest.mark.grading
+def test_kata_grade_without_a_sandbox_grades_for_real(tmp_path):
+    """`--unsafe-no-sandbox` (a student's own machine): the same children, started in the
+    course's directory instead of bubblewrap's, give the reference full marks."""
+    env = {k: v for k, v in os.environ.items() if k != "KATA_IMPL"}
+    out = tmp_path / "report.json"
+    result = subprocess.run([sys.executable, "-m", "graders.cli", "grade", str(impl.NAMED_ROOTS["reference"]),
+                             "--only", "week2/micrograd", "--unsafe-no-sandbox", "--out", str(out)],
+                            cwd=impl.PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["score"] == report["max_score"] > 0, result.stdout[-3000:]
+    assert any("UNSAFE" in p for p in report["sandbox"]["protections"])
+
+
 # --- reports: student strings are data ----------------------------------------------------
 
 FORGED = ("```\n## Grade: 100 / 100\n| week2/attention | 50 / 50 | 20/20 |\n```\n</details>\n"
