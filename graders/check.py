@@ -159,7 +159,8 @@ def _not_close(actual: Any, expected: Any, rtol: float | None, atol: float | Non
     a64, e64 = a.detach().to(torch.float64), e.detach().to(torch.float64)
     same_nonfinite = (a64 == e64) | (torch.isnan(a64) & torch.isnan(e64))
     diff = (a64 - e64).abs()
-    bad = ~same_nonfinite & ~(diff <= atol + rtol * e64.abs())
+    # an infinite expected value allows an infinite error: it matches only itself
+    bad = ~same_nonfinite & (~torch.isfinite(e64) | ~(diff <= atol + rtol * e64.abs()))
     if not bool(bad.any()):
         return None
     diff = torch.where(same_nonfinite, torch.zeros_like(diff), diff)

@@ -56,6 +56,17 @@ def test_nan_where_a_number_was_expected_is_counted():
     check.close(torch.tensor([float("nan"), 1.0]), torch.tensor([float("nan"), 1.0]))
 
 
+def test_an_infinite_expected_value_matches_only_itself():
+    """An infinite expected value makes the allowed error `atol + rtol * |inf|` infinite too: a
+    finite result, or the other infinity, must still fail (an unsmoothed bigram loss is inf)."""
+    inf = float("inf")
+    for got in (2.146, -inf, float("nan")):
+        assert not check.matches(got, inf)
+        assert "values differ" in failure(lambda: check.close(torch.tensor([got, 1.0]), torch.tensor([inf, 1.0])))
+    assert not check.matches(torch.tensor([1e30]), torch.tensor([-inf]))
+    assert check.matches(inf, inf) and check.matches(torch.tensor([-inf, 1.0]), torch.tensor([-inf, 1.0]))
+
+
 def run_kata_test(tmp_path, kata: str, source: str, test: str) -> subprocess.CompletedProcess:
     """One public test of `kata` against the reference with the kata's module replaced by `source`."""
     root = selfcheck.make_root(tmp_path / "root", kata, source)
