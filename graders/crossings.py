@@ -264,7 +264,7 @@ class Live:
                 problem = f"NOT STARTED: `{name}` in {where} still raises NotImplementedError."
             except ForbiddenAPIError as exc:
                 problem = (f"FORBIDDEN: your `{name}` called `{exc.api}`, which is not allowed in "
-                           f"{module.kata.id}. Write it yourself from tensor operations.")
+                           f"{module.kata.id}: this kata is about writing it yourself.")
             except SystemExit as exc:
                 problem = f"ERROR in your `{name}`: it called sys.exit({exc.code!r})."
             except pytest.fail.Exception as exc:
