@@ -476,11 +476,38 @@ def _apply_write(target, value, grad) -> None:
         target.grad = None if grad is None else grad.to(target.dtype)
     elif isinstance(target, np.ndarray) and isinstance(value, np.ndarray) and target.shape == value.shape:
         target[...] = value
-    elif isinstance(target, list) and isinstance(value, list):
-        target[:] = value
-    elif isinstance(target, dict) and isinstance(value, dict):
-        target.clear()
-        target.update(value)
+    elif isinstance(target, (list, dict)):
+        _merged(target, value)
+
+
+def _merged(old, new):
+    """`new`'s value, kept in `old` where both are the same kind of container or tensor, so
+    that the objects the test holds stay the ones it holds: after `sgd_step_(params, lr)`
+    changes the tensors of the test's list, the list's write must not swap in copies (without
+    their `.grad`, which each tensor's own write restores). Returns what the slot now holds."""
+    if isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor):
+        if old.shape == new.shape and old.dtype == new.dtype:
+            with torch.no_grad():
+                old.copy_(new)
+            return old
+        return new
+    if isinstance(old, np.ndarray) and isinstance(new, np.ndarray):
+        if old.shape == new.shape and old.dtype == new.dtype:
+            old[...] = new
+            return old
+        return new
+    if isinstance(old, list) and isinstance(new, list):
+        if len(old) == len(new):
+            old[:] = [_merged(a, b) for a, b in zip(old, new)]
+        else:
+            old[:] = new
+        return old
+    if isinstance(old, dict) and isinstance(new, dict):
+        kept = {key: _merged(old[key], value) if key in old else value for key, value in new.items()}
+        old.clear()
+        old.update(kept)
+        return old
+    return new
 
 
 # --- the replay side of the boundary ------------------------------------------------------

@@ -72,3 +72,54 @@ def test_what_student_code_reads_of_a_generator_reaches_the_replay():
     assert replay.apply_side_effects(allowed=True)
     assert torch.equal(fresh[0], torch.ones(2)) and torch.equal(fresh[1], torch.full((2,), 2.0))
     assert list(generator) == [fresh[2]]  # the replay's generator is where the sandbox's was
+
+
+def sgd_step_(params, lr):
+    """A mutating call as week1/pytorch's students write it: in place, then the grads cleared."""
+    with torch.no_grad():
+        for p in params:
+            p -= lr * p.grad
+            p.grad = None
+
+
+def test_a_write_to_a_list_keeps_the_tensors_the_test_holds():
+    """The list the test hands `sgd_step_` changes only through its tensors. The replay applies
+    the list's write and each tensor's own: it must keep the test's tensors in the list (and
+    their `.grad` as the sandbox left it), not swap in copies, or `params[0].grad` would read
+    differently in the replay than in the sandbox."""
+    def parameters():
+        made = [torch.ones(3, requires_grad=True), torch.full((2,), 2.0, requires_grad=True)]
+        made[0].grad, made[1].grad = torch.full((3,), 0.5), torch.ones(2)
+        return made
+
+    live = parameters()
+    rec = recording.TestRecording("t")
+    rec.track(((live, 0.1), {}))
+    sgd_step_(live, 0.1)
+    assert rec.record_writes(allowed=True)
+
+    replayed = parameters()
+    held = list(replayed)
+    replay = recording.TestRecording("t", events=list(rec.events), tensors=rec.tensors)
+    replay.track(((replayed, 0.1), {}))
+    assert replay.apply_side_effects(allowed=True)
+    assert all(a is b for a, b in zip(replayed, held))
+    for got, want in zip(replayed, live):
+        assert torch.equal(got.detach(), want.detach()) and got.grad is None and got.requires_grad
+
+
+def test_a_write_that_reshapes_a_list_or_dict_takes_the_new_value():
+    values = {"lr": 0.1, "params": [torch.zeros(2)], "gone": 1}
+    rec = recording.TestRecording("t")
+    rec.track(((values,), {}))
+    values["lr"] = 0.05
+    values["params"].append(torch.ones(1))
+    del values["gone"]
+    assert rec.record_writes(allowed=True)
+
+    replayed = {"lr": 0.1, "params": [torch.zeros(2)], "gone": 1}
+    replay = recording.TestRecording("t", events=list(rec.events), tensors=rec.tensors)
+    replay.track(((replayed,), {}))
+    assert replay.apply_side_effects(allowed=True)
+    assert replayed["lr"] == 0.05 and "gone" not in replayed
+    assert [p.tolist() for p in replayed["params"]] == [[0.0, 0.0], [1.0]]
