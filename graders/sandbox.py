@@ -501,14 +501,20 @@ def _command(spec: ChildSpec, iso: Isolation, control_fd: int, seccomp_fd: int |
 
 
 def _unsafe_root(spec: ChildSpec) -> Path:
-    """Without bubblewrap: one directory holding links to the trusted tree and the tests."""
+    """Without bubblewrap: one directory holding links to the trusted tree and the tests, and
+    its own copy of the harness, which finds the course where its files are
+    (`Path(__file__).resolve()`: through a link, that would be the trusted tree, without this
+    kata's tests and toml)."""
     root = spec.tests / "root"
     if not root.exists():
         root.mkdir()
         for name in (*COPIED, "submission", "pytest.ini"):
-            if (spec.tree.base / name).exists():
+            if name == "graders":
+                shutil.copytree(spec.tree.base / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            elif (spec.tree.base / name).exists():
                 (root / name).symlink_to(spec.tree.base / name)
         (root / "katas").symlink_to(spec.tests / "katas")
+        _readable_tree(root / "graders")
     return root
 
 

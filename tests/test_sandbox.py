@@ -193,12 +193,13 @@ def test_unsafe_grading_as_root_keeps_its_uid_when_others_cannot_read_the_interp
 
 @pytest.mark.grading
 def test_kata_grade_without_a_sandbox_grades_for_real(tmp_path):
-    """`--unsafe-no-sandbox` (a student's own machine): the same children, started in the
-    course's directory instead of bubblewrap's, give the reference full marks."""
+    """`--unsafe-no-sandbox` (a student's own machine): the same children, started in a
+    directory of their own instead of bubblewrap's, give the reference full marks, hidden
+    tests and a call the kata's toml lets change its inputs (`sgd_step_`) included."""
     env = {k: v for k, v in os.environ.items() if k != "KATA_IMPL"}
     out = tmp_path / "report.json"
     result = subprocess.run([sys.executable, "-m", "graders.cli", "grade", str(impl.NAMED_ROOTS["reference"]),
-                             "--only", "week2/micrograd", "--unsafe-no-sandbox", "--out", str(out)],
+                             "--only", "week1/pytorch", "--hidden", "--unsafe-no-sandbox", "--out", str(out)],
                             cwd=impl.PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
