@@ -50,12 +50,6 @@ def result(nodeid: str, outcome: str = "failed", message: str = "", points: floa
             "message": message, "duration": 0.01}
 
 
-@pytest.fixture
-def state_dir(tmp_path, monkeypatch):
-    monkeypatch.setattr(checking, "STATE_DIR", tmp_path / "state")
-    return tmp_path / "state"
-
-
 def check(monkeypatch, results: list[dict], target: str | None = "week2/attention") -> tuple[int, str]:
     """`kata check TARGET` (stubs) as if pytest had produced `results`."""
     finished = runner.Results(pytest.ExitCode.TESTS_FAILED, results)

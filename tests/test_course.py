@@ -8,18 +8,31 @@ import sys
 
 import pytest
 
-pytestmark = pytest.mark.timeout(600)  # these tests start whole pytest sessions in subprocesses
+pytestmark = pytest.mark.timeout(600)  # these tests start whole pytest sessions
 
-from graders import catalog, fixtures, impl
+from graders import catalog, cli, fixtures, impl
 
 KATA_TEST_FILES = sorted(impl.PROJECT_ROOT.glob("katas/week*/test_*.py"))
 
 
-def kata(*args, state_dir):
-    env = {**os.environ, "KATA_STATE_DIR": str(state_dir), "COLUMNS": "200"}
-    env.pop("KATA_IMPL", None)
-    return subprocess.run([sys.executable, "-m", "graders.cli", *args], cwd=impl.PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+@pytest.fixture
+def kata(state_dir, monkeypatch, capsys):
+    """`kata ARGS...` as a student types it, run in this process (the state of `kata list` and
+    `kata hint` in a temporary directory); returns its exit code and output."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:  # as Python's own exit prints a message and returns 1
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+            code = 1 if isinstance(exc.code, str) else exc.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["kata", *args], code, out.out, out.err)
+
+    return run
 
 
 def test_fixtures_match_the_manifest():
@@ -111,8 +124,8 @@ def test_fixture_regeneration_is_byte_identical(tmp_path):
     assert fixtures.sha256(data) == entry["sha256"]
 
 
-def test_kata_check_on_the_stubs_shows_zero_points(tmp_path):
-    result = kata("check", "week2/attention", state_dir=tmp_path)
+def test_kata_check_on_the_stubs_shows_zero_points(kata):
+    result = kata("check", "week2/attention")
     assert result.returncode == 1
     out = result.stdout
     possible = re.search(r"Total: 0 / (\d+) points", out)
@@ -120,32 +133,32 @@ def test_kata_check_on_the_stubs_shows_zero_points(tmp_path):
     assert "not started" in out and "NOT STARTED: `" in out and "kata hint week2/attention" in out
 
 
-def test_kata_check_on_the_reference_shows_full_marks(tmp_path):
-    result = kata("check", "week2/attention", "--impl", "reference", state_dir=tmp_path)
+def test_kata_check_on_the_reference_shows_full_marks(kata):
+    result = kata("check", "week2/attention", "--impl", "reference")
     total = re.search(r"Total: (\d+) / (\d+) points — all passing", result.stdout)
     assert result.returncode == 0 and total and total.group(1) == total.group(2), result.stdout
-    listing = kata("list", "week2", "--impl", "reference", state_dir=tmp_path)
+    listing = kata("list", "week2", "--impl", "reference")
     assert re.search(r"attention .* " + total.group(1) + r" / " + total.group(2) + r" .*passing", listing.stdout), listing.stdout
 
 
-def test_kata_hint_reveals_one_more_hint_each_time(tmp_path):
+def test_kata_hint_reveals_one_more_hint_each_time(kata):
     hints = catalog.load("week2/attention").hints
-    first = kata("hint", "week2/attention", state_dir=tmp_path).stdout
-    second = kata("hint", "week2/attention", state_dir=tmp_path).stdout
+    first = kata("hint", "week2/attention").stdout
+    second = kata("hint", "week2/attention").stdout
     assert f"hint 1 of {len(hints)}" in first and "hint 2 of" not in first
     assert f"hint 2 of {len(hints)}" in second
-    everything = kata("hint", "week2/attention", "--all", state_dir=tmp_path).stdout
+    everything = kata("hint", "week2/attention", "--all").stdout
     assert f"hint {len(hints)} of {len(hints)}" in everything
 
 
-def test_kata_rejects_an_unknown_target(tmp_path):
-    result = kata("check", "week99/nothing", state_dir=tmp_path)
+def test_kata_rejects_an_unknown_target(kata):
+    result = kata("check", "week99/nothing")
     assert result.returncode != 0 and "no kata or week called 'week99/nothing'" in result.stderr
 
 
-def test_release_is_a_working_student_copy(tmp_path):
+def test_release_is_a_working_student_copy(kata, tmp_path):
     out = tmp_path / "course"
-    result = kata("release", str(out), state_dir=tmp_path)
+    result = kata("release", str(out))
     assert result.returncode == 0, result.stderr
     assert not (out / "reference").exists() and not list(out.rglob("test_*_hidden.py"))
     assert not (out / "fixtures" / "recipes").exists() and not (out / "tests").exists()

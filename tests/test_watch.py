@@ -8,7 +8,6 @@ copy of a kata's stub or reference, passed as `--impl` would pass them.
 
 import argparse
 import io
-import os
 import shutil
 import signal
 import threading
@@ -16,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
 from rich.console import Console
 from watchfiles import Change
 
@@ -31,21 +29,9 @@ MICROGRAD = catalog.load("week2/micrograd")
 
 
 @pytest.fixture(autouse=True)
-def state_dir(tmp_path, monkeypatch):
-    """`kata list`'s record goes to a temporary directory, never the course's .kata/; what a
-    kata session in this process changes for the rest of it ($KATA_IMPL, the hypothesis
-    profile) is put back afterwards."""
-    state = tmp_path / "state"
-    monkeypatch.setattr(checking, "STATE_DIR", state)
-    original = os.environ.get(impl.ENV_VAR)
-    monkeypatch.setenv(impl.ENV_VAR, "recorded")  # monkeypatch restores what was there, or its absence
-    if original is None:
-        monkeypatch.delenv(impl.ENV_VAR)
-    else:
-        monkeypatch.setenv(impl.ENV_VAR, original)
-    profile = settings._current_profile
-    yield state
-    settings.load_profile(profile)
+def _isolated(state_dir):
+    """Every test here runs kata sessions in this process (see tests/conftest.py)."""
+    return state_dir
 
 
 def console() -> tuple[Console, io.StringIO]:
