@@ -28,14 +28,6 @@ CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 IM_END, EOT_ID = 513, 517  # as CHAT_SPECIAL_TOKENS (the fixtures) says
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- the tokenizers, the models and the oracles -------------------------------------------
 
 

@@ -24,15 +24,6 @@ CORPUS = fixtures.FIXTURES_DIR / "corpus" / "corpus.txt"
 P_VALUE_FLOOR = 1e-6  # a correct sampler fails a chi-square test with probability 1e-6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matmuls gain nothing from intra-op threads, and on a busy machine they cost a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- data the tests make ----------------------------------------------------------------------
 
 

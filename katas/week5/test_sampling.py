@@ -34,15 +34,6 @@ ROOT = Path(__file__).resolve().parents[2]
 P_VALUE_FLOOR = 1e-6  # a correct sampler fails a chi-square test with probability 1e-6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a busy machine they cost 30x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def logits_batch(rows, vocab, seed, scale=2.0, shift=0.0):
     """Distinct rows of tie-free logits, some all negative (shift < 0)."""
     g = torch.Generator().manual_seed(seed)
