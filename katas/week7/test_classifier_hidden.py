@@ -1,11 +1,6 @@
 """Hidden tests for week7/classifier: fresh seeded inputs, expected values from the reference,
 and a second fine-tuning run (trained left-padded, tested right-padded)."""
 
-import copy
-import functools
-import json
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,42 +8,19 @@ import torch.nn.functional as F
 from graders import check, in_one_crossing, oracle, reference, student, unwrap
 from graders.testing import FLOAT32_REDUCTION, randn
 
+from .test_classifier import EOS, accuracy, load_backbone, padded, spam_data
+
 pytestmark = pytest.mark.hidden
 
 classifier = student("week7.classifier")
 model = reference("week7.classifier")
 
-ROOT = Path(__file__).resolve().parents[2]
-CHECKPOINT = ROOT / "checkpoints" / "gpt2-tiny-trained"
-SPAM = ROOT / "fixtures" / "corpus" / "spam.jsonl"
-EOS = 511
-
-
-@functools.cache
-def _pretrained():
-    transformers = pytest.importorskip("transformers")
-    return transformers.GPT2Model.from_pretrained(CHECKPOINT).eval()
-
-
-def load_backbone():
-    return copy.deepcopy(_pretrained())
 
 
 def random_sequences(n, seed, max_len=12, vocab=(1, 512)):
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, max_len + 1, (n,), generator=g).tolist()
     return [torch.randint(*vocab, (k,), generator=g).tolist() for k in lengths]
-
-
-def padded(sequences, pad_id, side):
-    L = max(map(len, sequences))
-    ids = torch.full((len(sequences), L), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(sequences), L, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        start = 0 if side == "right" else L - len(seq)
-        ids[row, start:start + len(seq)] = torch.tensor(seq)
-        mask[row, start:start + len(seq)] = 1
-    return ids, mask
 
 
 @pytest.mark.points(2)
@@ -109,16 +81,6 @@ def test_metrics_on_fresh_labels(n_classes, seed):
             check.close(got[i], want[i], what=f"{name} (average={average!r})")
 
 
-@functools.cache
-def spam_data():
-    transformers = pytest.importorskip("transformers")
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_file=str(CHECKPOINT / "tokenizer.json"))
-    rows = [json.loads(line) for line in SPAM.read_text(encoding="utf-8").splitlines()]
-    return {split: ([tokenizer(r["text"])["input_ids"] for r in rows if r["split"] == split],
-                    [r["label"] for r in rows if r["split"] == split])
-            for split in ("train", "test")}
-
-
 def _finetune_left_padded(train, test, seed):
     """One epoch, left-padded training batches; predictions on the right-padded test set."""
     torch.manual_seed(seed)
@@ -143,11 +105,6 @@ def _finetune_left_padded(train, test, seed):
     with torch.no_grad():
         ids, mask = padded(x_test, EOS, "right")
         return net(ids, mask).argmax(-1).tolist()
-
-
-def accuracy(predictions, labels):
-    """The fraction of right predictions (only through oracle(...))."""
-    return sum(int(p == y) for p, y in zip(predictions, labels)) / len(labels)
 
 
 @pytest.mark.points(3)
