@@ -35,6 +35,9 @@ class Kata:
     # "Class" (its constructor keeps what it is given), "Class.method", "Class.__call__".
     # Every other call gets copies, and one that changes its inputs fails the test.
     mutates: tuple[str, ...] = ()
+    # The kata's tests fork processes that run student code (data-parallel ranks): its sandbox
+    # allows fork even though it forbids APIs (forked processes keep the run-time guard).
+    forks: bool = False
 
     @property
     def week(self) -> str:
@@ -85,6 +88,7 @@ def load(kata_id: str, katas_dir: Path = KATAS_DIR) -> Kata:
         mistakes=dict(data.get("mistakes", {})),
         forbidden={k: tuple(v) for k, v in data.get("forbidden", {}).items()},
         mutates=tuple(data.get("mutates", ())),
+        forks=bool(data.get("forks", False)),
     )
 
 

@@ -184,7 +184,7 @@ def _record_group(grading: Grading, kata: catalog.Kata, files: list[str], visibi
                                  sorted(finished | set(failed)), sorted({f for f in budget.hung if f}),
                                  limits.test_seconds, limits.short_test_seconds if spent else None,
                                  max(0, limits.timeouts_per_kata - budget.used_timeouts), limits.short_test_seconds,
-                                 no_processes=bool(kata.forbidden))
+                                 no_processes=bool(kata.forbidden) and not kata.forks)
         run = sandbox.run_child(spec, limits, timeouts, grading.unsafe)
         finished.update(run.finished)
         budget.hung += run.hung_functions
