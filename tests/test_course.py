@@ -20,6 +20,7 @@ def kata(state_dir, monkeypatch, capsys):
     """`kata ARGS...` as a student types it, run in this process (the state of `kata list` and
     `kata hint` in a temporary directory); returns its exit code and output."""
     monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv(impl.ENV_VAR, raising=False)  # `pytest --impl reference` sets it for this process
 
     def run(*args: str) -> subprocess.CompletedProcess:
         capsys.readouterr()
