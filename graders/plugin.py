@@ -135,6 +135,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "throughput: timing check (a ratio against a baseline measured in the same run)",
         "mutation: project self-check that runs kata tests against mutants (slow stage)",
         "grading: end-to-end `kata grade` of adversarial submissions (slow stage)",
+        "slow: a long kata check (a capstone training): left out of the default suite; kata grade, "
+        "kata check and the self-checks run it",
     ):
         config.addinivalue_line("markers", line)
     import torch

@@ -172,6 +172,7 @@ def bigram_loss(train, x, y):
 
 @pytest.mark.points(6)
 @pytest.mark.timeout(400)
+@pytest.mark.slow  # ~12 s: graded, and run by the self-checks, but not by the default suite
 def test_capstone_pretrain_your_gpt_beats_a_bigram_model():
     """Your GPT (week3/gpt2), AdamW and cosine_lr (week3/optim) and train_step, 500 steps of 16
     windows of 64 bytes of the course corpus (vocab 256, n_embd 64, 2 layers, 4 heads).
