@@ -2,9 +2,12 @@
 
 Machines are noisy and students' laptops differ by 10x, so a kata never asserts an absolute
 time. Instead the candidate and a baseline run interleaved in the same process (A, B, A,
-B, ...) after a warm-up, each sample timed with a monotonic clock (CUDA synchronised on
-both sides of GPU work), and the medians are compared. Interleaving means a
-burst of load from elsewhere hits both sides alike.
+B, ...) after a warm-up, and the medians are compared. Each sample is the CPU time this
+process spent (the measure the grader reads from /proc too): other processes' load does
+not count, where wall time on a busy machine can swing a ratio by 2x. GPU work is timed
+with a monotonic clock instead, CUDA synchronised on both sides, since the device's time is
+not the process's CPU time. Interleaving means a burst of load from elsewhere hits both
+sides alike either way.
 """
 
 from __future__ import annotations
@@ -42,13 +45,15 @@ def _synchronize() -> None:
 
 
 def _time_once(fn: Callable[[], object], number: int) -> float:
-    """Seconds per call over `number` calls, with CUDA work finished on both sides."""
+    """Seconds per call over `number` calls: CPU seconds of this process, or, once CUDA is
+    in use, wall seconds with CUDA work finished on both sides."""
+    clock = time.perf_counter if torch.cuda.is_initialized() else time.process_time
     _synchronize()
-    start = time.perf_counter()
+    start = clock()
     for _ in range(number):
         fn()
     _synchronize()
-    return (time.perf_counter() - start) / number
+    return max(clock() - start, 1e-9) / number
 
 
 def measure(candidate: Callable[[], object], baseline: Callable[[], object], *,
