@@ -143,7 +143,9 @@ def all_banned_names(names: tuple[str, ...]) -> tuple[str, ...]:
 # The guard above is per thread (torch's modes are thread-local), so work handed to another
 # thread or process would escape it. In a kata with a forbidden list, student code may not
 # start threads or processes while it runs (its import included), and may not leave one
-# running when it returns. (The static scan refuses `threading`, `_thread`, `os.fork`, ... in
+# running when it returns. Nor may it replace its process with a fresh interpreter (exec):
+# in a kata whose tests fork ranks (week3/training) the sandbox lets processes start, and a
+# rank that exec'd would run student code with no guard at all. (The static scan refuses `threading`, `_thread`, `os.fork`, ... in
 # the source of such katas as well: this is the run-time half.)
 
 
@@ -160,7 +162,8 @@ _SPAWNERS = (("_thread", "start_new_thread"), ("_thread", "start_joinable_thread
              ("threading", "_start_joinable_thread"), ("os", "fork"), ("os", "forkpty"), ("os", "posix_spawn"),
              ("os", "posix_spawnp"), ("os", "system"), ("os", "popen"), ("_posixsubprocess", "fork_exec"),
              ("posix", "fork"), ("posix", "forkpty"), ("posix", "posix_spawn"), ("posix", "posix_spawnp"),
-             ("posix", "system"))
+             ("posix", "system"), ("os", "execv"), ("os", "execve"), ("posix", "execv"), ("posix", "execve"),
+             ("subprocess", "_fork_exec"))  # subprocess binds fork_exec when it is imported
 
 
 @contextlib.contextmanager
@@ -173,8 +176,11 @@ def no_new_threads(active: bool):
     before = _thread_ids()
     saved = []
     for module_name, attr in _SPAWNERS:
-        module = sys.modules.get(module_name)
-        if module is not None and hasattr(module, attr):
+        try:  # imported now: a module first imported inside the block would come unpatched
+            module = importlib.import_module(module_name)
+        except ImportError:  # posix, _posixsubprocess: not on every platform
+            continue
+        if hasattr(module, attr):
             saved.append((module, attr, getattr(module, attr)))
             setattr(module, attr, _refusing("threads and processes (work on another thread or process escapes "
                                             "this kata's forbidden-API check)"))
