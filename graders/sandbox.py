@@ -49,6 +49,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from . import catalog, impl, runner
 from .recording import timeout_text
@@ -444,7 +445,27 @@ class ChildSpec:
     no_processes: bool = False  # the kata forbids APIs: student code may not start processes
 
 
-def _command(spec: ChildSpec, iso: Isolation, control_fd: int, seccomp_fd: int | None) -> tuple[list[str], Path]:
+@dataclass(frozen=True)
+class Launch:
+    """How to start one child: its command line, the directory it starts in (bubblewrap
+    changes to the course itself; without it the child starts in its own course root) and
+    the environment it is started with."""
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+
+
+def seccomp_file(spec: ChildSpec, iso: Isolation, **program) -> IO[bytes] | None:
+    """The compiled filter in a file bubblewrap reads from a descriptor (None unsandboxed)."""
+    if not iso.sandboxed:
+        return None
+    handle = tempfile.TemporaryFile(dir=spec.tree.work)
+    handle.write(seccomp_program(**program))
+    handle.seek(0)
+    return handle
+
+
+def launch(spec: ChildSpec, iso: Isolation, control_fd: int, seccomp_fd: int | None) -> Launch:
     inside = INSIDE if iso.sandboxed else _unsafe_root(spec)
     record = RECORD_INSIDE if iso.sandboxed else spec.recordings
     pytest_args = [
@@ -469,7 +490,7 @@ def _command(spec: ChildSpec, iso: Isolation, control_fd: int, seccomp_fd: int |
         drop = ["setpriv", f"--reuid={spec.uid}", f"--regid={spec.uid}", "--clear-groups", "--no-new-privs",
                 "--inh-caps=-all", "--bounding-set=-all"]
     if not iso.sandboxed:
-        return drop + python, inside
+        return Launch(drop + python, inside, child_environment(inside, record))
     root = os.geteuid() == 0
     # The fresh /proc, /dev and private /tmp first: a bind made later may sit inside them (a
     # virtual environment under /tmp, the GPU's device nodes), not be hidden by them.
@@ -497,7 +518,7 @@ def _command(spec: ChildSpec, iso: Isolation, control_fd: int, seccomp_fd: int |
         args += ["--setenv", key, value]
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
-    return args + drop + python, INSIDE
+    return Launch(args + drop + python, spec.tree.work, child_environment(INSIDE, RECORD_INSIDE))
 
 
 def _unsafe_root(spec: ChildSpec) -> Path:
@@ -573,24 +594,18 @@ def run_child(spec: ChildSpec, limits: Limits, timeouts: dict[str, float], unsaf
     {nodeid: seconds} for every collected test."""
     iso = isolation(unsafe)
     read_end, write_end = os.pipe()
-    seccomp_file = None
-    if iso.sandboxed:
-        seccomp_file = tempfile.TemporaryFile(dir=spec.tree.work)
-        seccomp_file.write(seccomp_program(no_processes=spec.no_processes))
-        seccomp_file.seek(0)
-    command, inside = _command(spec, iso, write_end, seccomp_file.fileno() if seccomp_file else None)
-    env = child_environment(inside, RECORD_INSIDE if iso.sandboxed else spec.recordings)
+    seccomp = seccomp_file(spec, iso, no_processes=spec.no_processes)
+    child = launch(spec, iso, write_end, seccomp.fileno() if seccomp else None)
     sink: list[bytes] = []
     try:
-        # bubblewrap changes to the course itself; without it the child starts there
-        process = subprocess.Popen(command, cwd=spec.tree.work if iso.sandboxed else inside, env=env, stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(child.argv, cwd=child.cwd, env=child.env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_limits(limits),
                                    start_new_session=True, close_fds=True,
-                                   pass_fds=[write_end] + ([seccomp_file.fileno()] if seccomp_file else []))
+                                   pass_fds=[write_end] + ([seccomp.fileno()] if seccomp else []))
     finally:
         os.close(write_end)
-        if seccomp_file is not None:
-            seccomp_file.close()
+        if seccomp is not None:
+            seccomp.close()
     reader = threading.Thread(target=_drain, args=(process.stdout, limits.output_bytes, sink), daemon=True)
     reader.start()
     lines: queue.Queue = queue.Queue()

@@ -28,7 +28,6 @@ import json
 import os
 import queue
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -75,24 +74,19 @@ def time_test(spec: sandbox.ChildSpec, nodeid: str, limits: sandbox.Limits, seco
     iso = sandbox.isolation(unsafe)
     go_read, go_write = os.pipe()
     control_read, control_write = os.pipe()
-    seccomp_file = None
-    if iso.sandboxed:
-        seccomp_file = tempfile.TemporaryFile(dir=spec.tree.work)
-        seccomp_file.write(sandbox.seccomp_program(no_spawn=True))
-        seccomp_file.seek(0)
+    seccomp = sandbox.seccomp_file(spec, iso, no_spawn=True)
     spec = replace(spec, files=[nodeid], deselect=[], timing_fd=go_read)
-    command, inside = sandbox._command(spec, iso, control_write, seccomp_file.fileno() if seccomp_file else None)
-    env = sandbox.child_environment(inside, spec.recordings)
+    child = sandbox.launch(spec, iso, control_write, seccomp.fileno() if seccomp else None)
     try:
-        process = subprocess.Popen(command, cwd=spec.tree.work if iso.sandboxed else inside, env=env, stdin=subprocess.DEVNULL,
+        process = subprocess.Popen(child.argv, cwd=child.cwd, env=child.env, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    preexec_fn=sandbox._limits(limits), start_new_session=True, close_fds=True,
-                                   pass_fds=[go_read, control_write] + ([seccomp_file.fileno()] if seccomp_file else []))
+                                   pass_fds=[go_read, control_write] + ([seccomp.fileno()] if seccomp else []))
     finally:
         os.close(go_read)
         os.close(control_write)
-        if seccomp_file is not None:
-            seccomp_file.close()
+        if seccomp is not None:
+            seccomp.close()
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=sandbox._control_lines, args=(control_read, lines), daemon=True).start()
     deadline = time.monotonic() + seconds

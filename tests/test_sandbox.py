@@ -256,7 +256,7 @@ def test_host_binds_under_tmp_are_made_after_the_private_tmp(tmp_path, monkeypat
     spec = sandbox.ChildSpec(tree, tmp_path / "tests", ["katas/week2/test_attention.py"], tmp_path / "rec", None,
                              False, [], [], 60.0, None)
     iso = sandbox.Isolation(sandboxed=True, protections=[], drop_to_uid=False)
-    command, _ = sandbox._command(spec, iso, control_fd=3, seccomp_fd=None)
+    command = sandbox.launch(spec, iso, control_fd=3, seccomp_fd=None).argv
     position = {tuple(command[i:i + 2]): i for i in range(len(command) - 1)}
     assert position[("--tmpfs", "/tmp")] < position[("--ro-bind", str(venv))]
     assert position[("--dev", "/dev")] < position[("--dev-bind", "/dev/nvidia0")]
