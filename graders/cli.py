@@ -234,11 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_grade_command(sub)
 
-    from . import gradescope, nbgrader, watch  # `kata nbgrader ...`, `kata submit`, `kata gradescope build`, `kata watch`
+    from . import gradescope, nbgrader, serve, watch  # commands that live in their own modules
 
     nbgrader.add_commands(sub)
     gradescope.add_parser(sub)
     watch.add_parser(sub)
+    serve.add_parser(sub)
 
     p = sub.add_parser("release", help="write the student copy (no reference, no hidden tests)")
     p.add_argument("out_dir")
