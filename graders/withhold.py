@@ -418,7 +418,15 @@ class _Module:
         self.student_helpers = self._student_helpers()
         self.glue = self._glue()
         self.parameter_kinds: dict[str, dict[str, frozenset[str]]] = {}
+        self._scoped: dict[int, ast.FunctionDef] = {}
         self.infer_parameters()
+
+    def scoped(self, node: ast.FunctionDef) -> ast.FunctionDef:
+        """A copy of a function of this file with comprehension and lambda variables renamed
+        apart (made once: every analysis of the function reads the same copy)."""
+        if id(node) not in self._scoped:
+            self._scoped[id(node)] = _ScopeNames().visit(copy.deepcopy(node))
+        return self._scoped[id(node)]
 
     def infer_parameters(self, rounds: int = 3) -> None:
         """For each module-level helper, what kind of value each parameter gets from its callers
@@ -669,7 +677,7 @@ class _Function:
     """One module-level function (with everything nested in it) of a test file."""
 
     def __init__(self, module: _Module, node: ast.FunctionDef):
-        node = _ScopeNames().visit(copy.deepcopy(node))  # comprehension and lambda variables apart
+        node = module.scoped(node)
         self.module, self.node = module, node
         self.bindings: dict[str, list[_Binding]] = {}
         self.globals: set[str] = set()
@@ -1048,6 +1056,12 @@ def _module_value_category(value: ast.expr) -> set[str]:
     return {"L"} if _is_literal(value) else {"O"}
 
 
+@functools.lru_cache(maxsize=32)
+def _sibling_module(name: str, source: str) -> _Module:
+    """A sibling test file's module, read once for all the files of its directory."""
+    return _Module(ast.parse(source), source, None, name.endswith("_hidden"))
+
+
 def lint(source: str, filename: str = "<test>", hidden: bool | None = None,
          siblings: dict[str, str] | None = None) -> list[Problem]:
     """Where a kata test file breaks the rules that keep expected values out of the sandbox.
@@ -1060,9 +1074,8 @@ def lint(source: str, filename: str = "<test>", hidden: bool | None = None,
     if hidden is None:
         hidden = path.stem.endswith("_hidden")
     tree = ast.parse(source, filename=filename)
-    sibling_modules = {}
-    for name, text in (siblings or {}).items():
-        sibling_modules[name] = _Module(ast.parse(text), text, None, name.endswith("_hidden"))
+    imported = {n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.level == 1}
+    sibling_modules = {name: _sibling_module(name, text) for name, text in (siblings or {}).items() if name in imported}
     module = _Module(tree, source, path, hidden, sibling_modules)
     problems: list[Problem] = []
     problems += _shadowing(module)
