@@ -133,7 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "hidden: instructor-only test (fresh inputs, expected values from the reference)",
         "gpu: needs a CUDA GPU; skipped cleanly without one",
         "throughput: timing check (a ratio against a baseline measured in the same run)",
-        "mutation: project self-check that runs kata tests against mutants (slow stage)",
+        "mutation: project self-check that runs kata tests against the stubs, mutants and alternatives (slow stage)",
         "grading: end-to-end `kata grade` of adversarial submissions (slow stage)",
         "slow: a long kata check (a capstone training): left out of the default suite; kata grade, "
         "kata check and the self-checks run it",

@@ -86,6 +86,7 @@ def graded(report):
     return [r for r in report["results"] if r["points"]]
 
 
+@pytest.mark.mutation
 @pytest.mark.parametrize("job", [j for j in JOBS if j.kind == "stubs"], ids=lambda j: j.id)
 def test_stubs_earn_no_points(job, reports):
     report = reports[job.id]
