@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -144,8 +145,8 @@ def serve_command(impl_label: str | None, model_dir: str | Path = DEFAULT_MODEL,
             ready(server)
         waiter = stop or threading.Event()
         try:
-            while not waiter.wait(0.2):
-                pass
+            while not waiter.is_set():
+                time.sleep(0.2)  # not waiter.wait(): Ctrl-C inside a lock's release leaves the lock broken
         except KeyboardInterrupt:
             pass
     finally:
