@@ -145,8 +145,9 @@ def all_banned_names(names: tuple[str, ...]) -> tuple[str, ...]:
 # start threads or processes while it runs (its import included), and may not leave one
 # running when it returns. Nor may it replace its process with a fresh interpreter (exec):
 # in a kata whose tests fork ranks (week3/training) the sandbox lets processes start, and a
-# rank that exec'd would run student code with no guard at all. (The static scan refuses `threading`, `_thread`, `os.fork`, ... in
-# the source of such katas as well: this is the run-time half.)
+# rank that exec'd would run student code with no guard at all. (The static scan refuses
+# `threading`, `_thread`, `os.fork`, `os.exec*`, ... in the source of such katas as well:
+# this is the run-time half.)
 
 
 def _thread_ids() -> set[str]:

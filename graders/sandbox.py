@@ -455,7 +455,7 @@ class Launch:
     env: dict[str, str]
 
 
-def seccomp_file(spec: ChildSpec, iso: Isolation, **program) -> IO[bytes] | None:
+def _seccomp_file(spec: ChildSpec, iso: Isolation, **program) -> IO[bytes] | None:
     """The compiled filter in a file bubblewrap reads from a descriptor (None unsandboxed)."""
     if not iso.sandboxed:
         return None
@@ -519,6 +519,26 @@ def launch(spec: ChildSpec, iso: Isolation, control_fd: int, seccomp_fd: int | N
     if seccomp_fd is not None:
         args += ["--seccomp", str(seccomp_fd)]
     return Launch(args + drop + python, spec.tree.work, child_environment(INSIDE, RECORD_INSIDE))
+
+
+def start_child(spec: ChildSpec, iso: Isolation, limits: Limits, control_fd: int, output: int,
+                **program) -> subprocess.Popen:
+    """Start a child (a grading run, or a timing run when `spec.timing_fd` is set) with its
+    system-call filter (`program`: `seccomp_program`'s options). The descriptors it is handed,
+    the control pipe's write end and a timing run's go pipe, are closed here once it has
+    them. `output`: subprocess.PIPE (its stdout and stderr together) or subprocess.DEVNULL."""
+    handed = [control_fd] + ([spec.timing_fd] if spec.timing_fd is not None else [])
+    seccomp = _seccomp_file(spec, iso, **program)
+    try:
+        child = launch(spec, iso, control_fd, seccomp.fileno() if seccomp else None)
+        return subprocess.Popen(child.argv, cwd=child.cwd, env=child.env, stdin=subprocess.DEVNULL, stdout=output,
+                                stderr=subprocess.STDOUT, preexec_fn=_limits(limits), start_new_session=True,
+                                close_fds=True, pass_fds=handed + ([seccomp.fileno()] if seccomp else []))
+    finally:
+        for fd in handed:
+            os.close(fd)
+        if seccomp is not None:
+            seccomp.close()
 
 
 def _unsafe_root(spec: ChildSpec) -> Path:
@@ -594,18 +614,8 @@ def run_child(spec: ChildSpec, limits: Limits, timeouts: dict[str, float], unsaf
     {nodeid: seconds} for every collected test."""
     iso = isolation(unsafe)
     read_end, write_end = os.pipe()
-    seccomp = seccomp_file(spec, iso, no_processes=spec.no_processes)
-    child = launch(spec, iso, write_end, seccomp.fileno() if seccomp else None)
+    process = start_child(spec, iso, limits, write_end, subprocess.PIPE, no_processes=spec.no_processes)
     sink: list[bytes] = []
-    try:
-        process = subprocess.Popen(child.argv, cwd=child.cwd, env=child.env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_limits(limits),
-                                   start_new_session=True, close_fds=True,
-                                   pass_fds=[write_end] + ([seccomp.fileno()] if seccomp else []))
-    finally:
-        os.close(write_end)
-        if seccomp is not None:
-            seccomp.close()
     reader = threading.Thread(target=_drain, args=(process.stdout, limits.output_bytes, sink), daemon=True)
     reader.start()
     lines: queue.Queue = queue.Queue()

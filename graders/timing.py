@@ -74,19 +74,8 @@ def time_test(spec: sandbox.ChildSpec, nodeid: str, limits: sandbox.Limits, seco
     iso = sandbox.isolation(unsafe)
     go_read, go_write = os.pipe()
     control_read, control_write = os.pipe()
-    seccomp = sandbox.seccomp_file(spec, iso, no_spawn=True)
     spec = replace(spec, files=[nodeid], deselect=[], timing_fd=go_read)
-    child = sandbox.launch(spec, iso, control_write, seccomp.fileno() if seccomp else None)
-    try:
-        process = subprocess.Popen(child.argv, cwd=child.cwd, env=child.env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   preexec_fn=sandbox._limits(limits), start_new_session=True, close_fds=True,
-                                   pass_fds=[go_read, control_write] + ([seccomp.fileno()] if seccomp else []))
-    finally:
-        os.close(go_read)
-        os.close(control_write)
-        if seccomp is not None:
-            seccomp.close()
+    process = sandbox.start_child(spec, iso, limits, control_write, subprocess.DEVNULL, no_spawn=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=sandbox._control_lines, args=(control_read, lines), daemon=True).start()
     deadline = time.monotonic() + seconds
